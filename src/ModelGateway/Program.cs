@@ -1,0 +1,2 @@
+var app = ModelGateway.GatewayApplication.Create(args);
+await app.RunAsync();
