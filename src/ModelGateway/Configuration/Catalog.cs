@@ -1,0 +1,258 @@
+using System.Collections.Frozen;
+using ModelGateway.Providers;
+using ModelGateway.Resilience;
+using ModelGateway.Routing;
+using Polly;
+
+namespace ModelGateway.Configuration;
+
+/// <summary>
+/// One validated, immutable version of the routing file, ready to serve. A reload builds a new
+/// catalog and swaps it in whole; requests in flight keep the catalog they started with.
+/// </summary>
+internal sealed class GatewayCatalog
+{
+    public required int Version { get; init; }
+    public required string Source { get; init; }
+    public required string ContentHash { get; init; }
+    public required DateTimeOffset LoadedAt { get; init; }
+    public required FrozenDictionary<string, ProviderEndpoint> Providers { get; init; }
+    public required FrozenDictionary<string, Deployment> Deployments { get; init; }
+    public required FrozenDictionary<string, Route> Routes { get; init; }
+
+    /// <summary>Deployments in file order, for listings that should read like the file.</summary>
+    public required Deployment[] DeploymentList { get; init; }
+
+    /// <summary>Routes in file order, with the implicit <c>auto</c> route last when the file has none.</summary>
+    public required Route[] RouteList { get; init; }
+
+    public FrozenDictionary<string, Route>.AlternateLookup<ReadOnlySpan<char>> RouteLookup { get; init; }
+
+    public bool TryGetRoute(ReadOnlySpan<char> model, out Route route) => RouteLookup.TryGetValue(model, out route!);
+}
+
+/// <summary>Where a provider's deployments are reached.</summary>
+internal enum ProviderKind
+{
+    OpenAI,
+    OpenAICompatible,
+    AzureOpenAI,
+    Simulated,
+}
+
+/// <summary>Where the hardware runs: self-hosted, a cloud platform's managed endpoint, or a vendor's API.</summary>
+internal enum DeploymentTier
+{
+    Iaas,
+    Paas,
+    Saas,
+}
+
+/// <summary>What a deployment can do; requests needing more are routed elsewhere.</summary>
+[Flags]
+internal enum Capabilities
+{
+    None = 0,
+    Chat = 1,
+    Completions = 2,
+    Embeddings = 4,
+    Tools = 8,
+    Vision = 16,
+    JsonSchema = 32,
+    Prefill = 64,
+}
+
+/// <summary>How a deployment's input is counted before it is sent (see docs/routing.md).</summary>
+internal enum TokenizerKind
+{
+    /// <summary>OpenAI's o200k_base (GPT-4o, GPT-4.1, o-series, GPT-5): exact.</summary>
+    O200k,
+
+    /// <summary>OpenAI's cl100k_base (GPT-4, GPT-3.5, text-embedding-3): exact.</summary>
+    Cl100k,
+
+    /// <summary>Other model families: the cl100k count plus a 15% margin.</summary>
+    Other,
+
+    /// <summary>The UTF-8 byte count: a strict upper bound for any byte-level tokenizer.</summary>
+    Bytes,
+}
+
+/// <summary>A credential resolved from the routing file. Its text never leaves the process.</summary>
+internal sealed class Secret(string value)
+{
+    public string Value { get; } = value;
+
+    public override string ToString() => "***";
+}
+
+/// <summary>A compiled provider entry: endpoint, credential and the client that speaks its protocol.</summary>
+internal sealed class ProviderEndpoint
+{
+    public required string Name { get; init; }
+    public required ProviderKind Kind { get; init; }
+    public required string KindName { get; init; }
+    public required DeploymentTier Tier { get; init; }
+    public required Uri? BaseUri { get; init; }
+    public required Secret? ApiKey { get; init; }
+    public required string? ApiVersion { get; init; }
+    public required string? Region { get; init; }
+    public required string[] Tags { get; init; }
+    public required KeyValuePair<string, Secret>[] ExtraHeaders { get; init; }
+    public required TimeSpan ConnectTimeout { get; init; }
+    public required SimulationSettings? Simulation { get; init; }
+    public IProviderClient Client { get; set; } = null!;
+}
+
+/// <summary>A compiled deployment: one model on one provider, with its economics and live state.</summary>
+internal sealed class Deployment
+{
+    public required string Name { get; init; }
+    public required int Index { get; init; }
+    public required ProviderEndpoint Provider { get; init; }
+    public required string UpstreamModel { get; init; }
+
+    /// <summary>The upstream model id as a JSON string literal, spliced into request bodies without re-serializing.</summary>
+    public required byte[] UpstreamModelJson { get; init; }
+
+    public required int? ContextWindow { get; init; }
+    public required int? MaxOutputTokens { get; init; }
+    public required Pricing Pricing { get; init; }
+    public required Capabilities Capabilities { get; init; }
+    public required int? Capacity { get; init; }
+    public required int? RpmLimit { get; init; }
+    public required int? TpmLimit { get; init; }
+    public required string? Region { get; init; }
+    public required string[] Tags { get; init; }
+    public required TokenizerKind Tokenizer { get; init; }
+    public required bool StreamUsage { get; init; }
+    public required TimeSpan? FirstTokenTimeout { get; init; }
+    public required TimeSpan? IdleTimeout { get; init; }
+    public required TimeSpan LatencyWindow { get; init; }
+    public required CircuitBreakerSettings CircuitBreaker { get; init; }
+    public required SimulationSettings? Simulation { get; init; }
+
+    /// <summary>Live state (in-flight count, latency window, circuit). Survives reloads while the name does.</summary>
+    public DeploymentState State { get; set; } = null!;
+
+    public DeploymentTier Tier => Provider.Tier;
+
+    public bool Has(Capabilities needed) => (Capabilities & needed) == needed;
+}
+
+/// <summary>Prices in USD per token (converted from the file's per-million figures).</summary>
+internal readonly record struct Pricing(double InputPerToken, double OutputPerToken, double CachedInputPerToken, double PerHour)
+{
+    public bool IsHourly => PerHour > 0 && InputPerToken == 0 && OutputPerToken == 0;
+
+    public double Cost(long inputTokens, long cachedTokens, long outputTokens)
+        => ((inputTokens - cachedTokens) * InputPerToken) + (cachedTokens * CachedInputPerToken) + (outputTokens * OutputPerToken);
+}
+
+/// <summary>How to pick among a route's deployments.</summary>
+internal enum RoutingStrategyKind
+{
+    Priority,
+    Weighted,
+    Cost,
+    Latency,
+    LeastBusy,
+    Balanced,
+}
+
+/// <summary>Which latency an objective measures.</summary>
+internal enum LatencyMetric
+{
+    Ttft,
+    Duration,
+}
+
+/// <summary>A compiled latency objective.</summary>
+internal sealed record SloSettings(LatencyMetric Metric, int Percentile, TimeSpan Target, bool AllowRequestOverride);
+
+/// <summary>A compiled route: the public model name and how its deployments are chosen and retried.</summary>
+internal sealed class Route
+{
+    public required string Name { get; init; }
+    public required string? Description { get; init; }
+    public required RoutingStrategyKind Strategy { get; init; }
+    public required string StrategyName { get; init; }
+    public required Deployment[] Targets { get; init; }
+    public required double[] Weights { get; init; }
+    public required SloSettings? Slo { get; init; }
+    public required double CostWeight { get; init; }
+    public required double LatencyWeight { get; init; }
+    public required double Exploration { get; init; }
+    public required int ExpectedOutputTokens { get; init; }
+    public required DeploymentTier[]? AllowedTiers { get; init; }
+    public required string[]? AllowedRegions { get; init; }
+    public required string[]? RequiredTags { get; init; }
+    public required RouteResilience Resilience { get; init; }
+
+    /// <summary>True for <c>auto</c> when the file does not list its targets: every deployment is a candidate.</summary>
+    public required bool IsAuto { get; init; }
+
+    /// <summary>Context window and abilities summed over targets, advertised by <c>/v1/models</c>.</summary>
+    public int? MaxContextWindow { get; init; }
+    public Capabilities Capabilities { get; init; }
+
+    /// <summary>Per-route counters that spread ties and pace exploration.</summary>
+    public RouteCounters Counters { get; } = new();
+
+    /// <summary>The route's Polly pipeline (failover retry, or hedging), built once per catalog.</summary>
+    public ResiliencePipeline<AttemptOutcome> Pipeline { get; set; } = null!;
+}
+
+/// <summary>Compiled failover, retry, hedging and timeout settings of a route.</summary>
+internal sealed record RouteResilience(
+    int MaxAttempts,
+    TimeSpan Backoff,
+    TimeSpan MaxBackoff,
+    TimeSpan FirstTokenTimeout,
+    TimeSpan IdleTimeout,
+    TimeSpan TotalTimeout,
+    TimeSpan KeepAliveInterval,
+    HedgingSettings? Hedging,
+    bool Continuation);
+
+/// <summary>Compiled hedging settings.</summary>
+internal sealed record HedgingSettings(TimeSpan Delay, int MaxAttempts);
+
+/// <summary>Compiled circuit-breaker settings of one deployment.</summary>
+internal sealed record CircuitBreakerSettings(
+    double FailureRatio,
+    int MinimumThroughput,
+    TimeSpan SamplingDuration,
+    int ConsecutiveFailures,
+    TimeSpan BreakDuration);
+
+/// <summary>Compiled behaviour of a simulated deployment.</summary>
+internal sealed record SimulationSettings(
+    TimeSpan Ttft,
+    double TokensPerSecond,
+    int OutputTokens,
+    double ErrorRate,
+    int ErrorStatus,
+    int? Concurrency,
+    int EmbeddingDimensions,
+    OutageWindow[] Outages);
+
+/// <summary>A scheduled outage: a fixed window, or a repeating one (<c>every</c>/<c>for</c>/<c>offset</c>).</summary>
+internal sealed record OutageWindow(DateTimeOffset? From, DateTimeOffset? Until, TimeSpan? Every, TimeSpan? Duration, TimeSpan Offset, int Status)
+{
+    public bool IsActive(DateTimeOffset now)
+    {
+        if (Every is { } every && Duration is { } duration)
+        {
+            var phase = (now.ToUnixTimeMilliseconds() - (long)Offset.TotalMilliseconds) % (long)every.TotalMilliseconds;
+            if (phase < 0)
+            {
+                phase += (long)every.TotalMilliseconds;
+            }
+
+            return phase < duration.TotalMilliseconds;
+        }
+
+        return (From is null || now >= From) && (Until is null || now < Until);
+    }
+}

@@ -1,0 +1,192 @@
+using System.Text.Json.Serialization;
+
+namespace ModelGateway.Configuration;
+
+// The routing file as admins write it (YAML or JSON). Every member is nullable so that the
+// validator, not the deserializer, decides what is missing and reports it with its path.
+// Field names here are the file's field names; docs/configuration.md documents each one.
+
+/// <summary>The whole routing file: providers, deployments and the routes that expose them.</summary>
+public sealed class RoutingConfigDocument
+{
+    public DefaultsDocument? Defaults { get; set; }
+    public List<ProviderDocument>? Providers { get; set; }
+    public List<DeploymentDocument>? Deployments { get; set; }
+    public List<RouteDocument>? Routes { get; set; }
+}
+
+/// <summary>Settings every route and deployment inherits unless it overrides them.</summary>
+public sealed class DefaultsDocument
+{
+    public string? Strategy { get; set; }
+    public ResilienceDocument? Resilience { get; set; }
+    public CircuitBreakerDocument? CircuitBreaker { get; set; }
+    public string? LatencyWindow { get; set; }
+}
+
+/// <summary>Where deployments live: an API endpoint and the credential to call it.</summary>
+public sealed class ProviderDocument
+{
+    public string? Name { get; set; }
+    public string? Kind { get; set; }
+    public string? Tier { get; set; }
+    public string? BaseUrl { get; set; }
+    public string? ApiKey { get; set; }
+    public string? ApiVersion { get; set; }
+    public string? Region { get; set; }
+    public List<string>? Tags { get; set; }
+    public Dictionary<string, string>? Headers { get; set; }
+    public string? ConnectTimeout { get; set; }
+    public SimulationDocument? Simulate { get; set; }
+}
+
+/// <summary>One model on one provider, with its price, size and abilities.</summary>
+public sealed class DeploymentDocument
+{
+    public string? Name { get; set; }
+    public string? Provider { get; set; }
+    public string? Model { get; set; }
+    public int? ContextWindow { get; set; }
+    public int? MaxOutputTokens { get; set; }
+    public PricingDocument? Pricing { get; set; }
+    public List<string>? Capabilities { get; set; }
+    public int? Capacity { get; set; }
+    public LimitsDocument? Limits { get; set; }
+    public string? Region { get; set; }
+    public List<string>? Tags { get; set; }
+    public string? Tokenizer { get; set; }
+    public bool? StreamUsage { get; set; }
+    public string? FirstTokenTimeout { get; set; }
+    public string? IdleTimeout { get; set; }
+    public string? LatencyWindow { get; set; }
+    public CircuitBreakerDocument? CircuitBreaker { get; set; }
+    public SimulationDocument? Simulate { get; set; }
+}
+
+/// <summary>Prices in USD per one million tokens, or per hour for a self-hosted server.</summary>
+public sealed class PricingDocument
+{
+    public decimal? Input { get; set; }
+    public decimal? Output { get; set; }
+    public decimal? CachedInput { get; set; }
+    public decimal? PerHour { get; set; }
+}
+
+/// <summary>The provider's own limits for a deployment, so routing avoids collecting 429s.</summary>
+public sealed class LimitsDocument
+{
+    public int? Rpm { get; set; }
+    public int? Tpm { get; set; }
+}
+
+/// <summary>A public model name and the deployments that serve it.</summary>
+public sealed class RouteDocument
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public string? Strategy { get; set; }
+    [JsonConverter(typeof(RouteTargetListConverter))]
+    public List<RouteTargetDocument>? Targets { get; set; }
+    public SloDocument? Slo { get; set; }
+    public BalanceDocument? Balance { get; set; }
+    public double? Exploration { get; set; }
+    public int? ExpectedOutputTokens { get; set; }
+    public ConstraintsDocument? Constraints { get; set; }
+    public ResilienceDocument? Resilience { get; set; }
+}
+
+/// <summary>A route target: a deployment name, optionally with a weight.</summary>
+public sealed class RouteTargetDocument
+{
+    public string? Deployment { get; set; }
+    public double? Weight { get; set; }
+}
+
+/// <summary>A latency objective: the cheapest deployment that meets it wins.</summary>
+public sealed class SloDocument
+{
+    public string? Ttft { get; set; }
+    public string? Duration { get; set; }
+    public int? Percentile { get; set; }
+    public bool? AllowRequestOverride { get; set; }
+}
+
+/// <summary>Weights of the balanced strategy's score.</summary>
+public sealed class BalanceDocument
+{
+    public double? Cost { get; set; }
+    public double? Latency { get; set; }
+}
+
+/// <summary>Which deployments a route may use at all.</summary>
+public sealed class ConstraintsDocument
+{
+    public List<string>? Tiers { get; set; }
+    public List<string>? Regions { get; set; }
+    public List<string>? Tags { get; set; }
+}
+
+/// <summary>Failover, retry, hedging and timeout settings of a route.</summary>
+public sealed class ResilienceDocument
+{
+    public int? MaxAttempts { get; set; }
+    public string? Backoff { get; set; }
+    public string? MaxBackoff { get; set; }
+    public string? FirstTokenTimeout { get; set; }
+    public string? IdleTimeout { get; set; }
+    public string? TotalTimeout { get; set; }
+    public string? KeepAliveInterval { get; set; }
+    public HedgingDocument? Hedging { get; set; }
+    public bool? Continuation { get; set; }
+}
+
+/// <summary>Start a second attempt when the first is slow to produce its first byte.</summary>
+public sealed class HedgingDocument
+{
+    public string? Delay { get; set; }
+    public int? MaxAttempts { get; set; }
+}
+
+/// <summary>When a deployment's circuit opens, and for how long.</summary>
+public sealed class CircuitBreakerDocument
+{
+    public double? FailureRatio { get; set; }
+    public int? MinimumThroughput { get; set; }
+    public string? SamplingDuration { get; set; }
+    public int? ConsecutiveFailures { get; set; }
+    public string? BreakDuration { get; set; }
+}
+
+/// <summary>How a simulated deployment behaves: speed, length, errors and outages.</summary>
+public sealed class SimulationDocument
+{
+    public string? Ttft { get; set; }
+    public double? TokensPerSecond { get; set; }
+    public int? OutputTokens { get; set; }
+    public double? ErrorRate { get; set; }
+    public int? ErrorStatus { get; set; }
+    public int? Concurrency { get; set; }
+    public int? EmbeddingDimensions { get; set; }
+    public List<OutageDocument>? Outages { get; set; }
+}
+
+/// <summary>A scheduled outage: either a fixed window or a repeating one.</summary>
+public sealed class OutageDocument
+{
+    public string? From { get; set; }
+    public string? Until { get; set; }
+    public string? Every { get; set; }
+    public string? For { get; set; }
+    public string? Offset { get; set; }
+    public int? Status { get; set; }
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = true,
+    NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(RoutingConfigDocument))]
+[JsonSerializable(typeof(List<string>))]
+internal sealed partial class RoutingConfigJsonContext : JsonSerializerContext;

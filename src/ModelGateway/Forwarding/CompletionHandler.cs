@@ -1,0 +1,431 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ModelGateway.Configuration;
+using ModelGateway.Observability;
+using ModelGateway.Resilience;
+using ModelGateway.Routing;
+using ModelGateway.State;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Forwarding;
+
+/// <summary>
+/// The data plane for <c>/v1/chat/completions</c>, <c>/v1/completions</c> and <c>/v1/embeddings</c>:
+/// read and check the body, resolve the route, decide, admit, run the attempts, relay the answer,
+/// then settle limits and record usage, metrics and the access log. Every refusal is an
+/// OpenAI-shaped error with the right status; nothing the client sent can produce a 500.
+/// </summary>
+internal sealed partial class CompletionHandler(
+    RoutingConfigManager config,
+    Router router,
+    FailoverExecutor executor,
+    ResponseRelay relay,
+    IRateLimiter limiter,
+    IUsageRecorder usage,
+    GatewayMetrics metrics,
+    AccessLog accessLog,
+    TimeProvider timeProvider,
+    IOptions<GatewayOptions> options,
+    ILogger<CompletionHandler> logger)
+{
+    public const string SloHeader = "x-modelgateway-slo-ttft";
+
+    private static readonly string[] SmallNumbers = Enumerable.Range(0, 32).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+
+    private readonly GatewayOptions _options = options.Value;
+
+    public async Task HandleAsync(HttpContext context, Operation operation)
+    {
+        using var request = new GatewayRequest(context, operation, context.TraceIdentifier, timeProvider.GetTimestamp());
+        request.Caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous;
+        metrics.RequestStarted();
+        try
+        {
+            var error = await PrepareAsync(request).ConfigureAwait(false);
+            if (error is not null)
+            {
+                await FailAsync(request, error).ConfigureAwait(false);
+                return;
+            }
+
+            await ServeAsync(request).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; the upstream call was cancelled with it.
+            request.StatusCode = 499;
+            request.ErrorCode = "client_closed_request";
+        }
+        catch (BadHttpRequestException ex)
+        {
+            await FailAsync(request, ex.StatusCode == StatusCodes.Status413PayloadTooLarge
+                ? ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes)
+                : ApiError.BadRequest("The request body could not be read: " + ex.Message, "invalid_body")).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            LogUnhandled(logger, request.RequestId, ex);
+            await FailAsync(request, ApiError.Internal()).ConfigureAwait(false);
+        }
+        finally
+        {
+            await CompleteAsync(request).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Everything up to the routing decision; returns the error to send, or null to go on.</summary>
+    private async ValueTask<ApiError?> PrepareAsync(GatewayRequest request)
+    {
+        var context = request.HttpContext;
+        if (context.Request.ContentType is { } contentType && !IsJson(contentType))
+        {
+            return ApiError.UnsupportedMediaType(contentType);
+        }
+
+        if (context.Request.ContentLength > _options.MaxRequestBodyBytes)
+        {
+            return ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes);
+        }
+
+        if (!await ReadBodyAsync(request).ConfigureAwait(false))
+        {
+            return ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes);
+        }
+
+        if (!RequestParser.TryParse(request.Body, request.Operation, _options.MaxJsonDepth, out request.Info, out var problem))
+        {
+            return ApiError.BadRequest(problem);
+        }
+
+        request.Catalog = config.Current;
+        Span<char> model = stackalloc char[RequestParser.MaxModelNameLength];
+        if (!RequestParser.TryGetModel(request.Body, request.Info, model, out var written) || !request.Catalog.TryGetRoute(model[..written], out var route))
+        {
+            return ApiError.ModelNotFound(RequestParser.GetModel(request.Body, request.Info));
+        }
+
+        request.Route = route;
+        if (!request.Caller.MayUseModel(route.Name))
+        {
+            metrics.Rejected("key", "model_not_allowed", request);
+            return new ApiError(403, $"This API key is not allowed to use the model '{route.Name}'.", "invalid_request_error", "model_not_allowed", "model");
+        }
+
+        if (context.Request.Headers.TryGetValue(SloHeader, out var slo))
+        {
+            if (!Durations.TryParse(slo.ToString(), out var target) || target <= TimeSpan.Zero)
+            {
+                return ApiError.BadRequest($"Invalid {SloHeader} header: use a duration such as 500ms.", "invalid_header");
+            }
+
+            if (request.Caller.AllowSloOverride && (route.Slo?.AllowRequestOverride ?? true))
+            {
+                request.SloOverride = target;
+            }
+        }
+
+        var decision = router.Decide(request, route);
+        request.Decision = decision;
+        if (decision.Ranked.Length == 0)
+        {
+            return NoCandidate(decision);
+        }
+
+        var estimatedTokens = decision.EstimatedInputTokens + decision.ExpectedOutputTokens;
+        var estimatedCost = Router.EstimateCost(decision.Ranked[0], decision.EstimatedInputTokens, decision.ExpectedOutputTokens);
+        var admission = await limiter.AdmitAsync(request.Caller, request.RequestId, estimatedTokens, estimatedCost, context.RequestAborted).ConfigureAwait(false);
+        request.Admission = admission;
+        RateLimitHeaders.Apply(context.Response, admission);
+        if (!admission.Allowed)
+        {
+            metrics.Rejected("key", admission.Rejection!.Type, request);
+            return admission.Rejection;
+        }
+
+        return null;
+    }
+
+    private async Task ServeAsync(GatewayRequest request)
+    {
+        var context = request.HttpContext;
+        var route = request.Route!;
+        using var deadline = new CancellationTokenSource(route.Resilience.TotalTimeout, timeProvider);
+        await using var aborted = context.RequestAborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline).ConfigureAwait(false);
+        var cancellationToken = deadline.Token;
+
+        AttemptOutcome outcome;
+        try
+        {
+            outcome = await RunAttemptsAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
+        {
+            await FailAsync(request, ApiError.GatewayTimeout($"No deployment answered within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.")).ConfigureAwait(false);
+            return;
+        }
+
+        await using (outcome.ConfigureAwait(false))
+        {
+            if (!outcome.IsSuccess)
+            {
+                await FailAsync(request, outcome.Error ?? ApiError.BadGateway("The model could not be reached.")).ConfigureAwait(false);
+                return;
+            }
+
+            var deployment = outcome.Deployment!;
+            request.ServedBy = deployment;
+            request.FirstByteTimestamp = outcome.FirstByteAt;
+            request.TimeToFirstToken = timeProvider.GetElapsedTime(outcome.StartedAt, outcome.FirstByteAt);
+            request.StatusCode = StatusCodes.Status200OK;
+            if (!context.Response.HasStarted)
+            {
+                WriteRoutingHeaders(context.Response, request, deployment, outcome);
+            }
+
+            try
+            {
+                if (outcome.Events is not null)
+                {
+                    metrics.StreamStarted();
+                    try
+                    {
+                        await relay.RelayStreamAsync(request, outcome, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        metrics.StreamEnded();
+                    }
+                }
+                else
+                {
+                    await relay.WriteBufferedAsync(request, outcome, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
+            {
+                await ResponseRelay.WriteErrorEventAsync(context.Response.BodyWriter,
+                    new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout"),
+                    CancellationToken.None).ConfigureAwait(false);
+                context.Abort();
+                request.ErrorCode = "total_timeout";
+            }
+
+            if (!request.StreamCompleted)
+            {
+                request.ErrorCode ??= "stream_interrupted";
+            }
+
+            RecordLatency(request, outcome);
+        }
+    }
+
+    // Runs the failover walk; for streams, keeps a slow first token from looking like a dead connection.
+    private async Task<AttemptOutcome> RunAttemptsAsync(GatewayRequest request, CancellationToken cancellationToken)
+    {
+        var attempt = executor.ExecuteAsync(request, cancellationToken);
+        var interval = request.Route!.Resilience.KeepAliveInterval;
+        if (attempt.IsCompleted || !request.Info.Stream || interval <= TimeSpan.Zero)
+        {
+            return await attempt.ConfigureAwait(false);
+        }
+
+        var task = attempt.AsTask();
+        var response = request.HttpContext.Response;
+        while (true)
+        {
+            try
+            {
+                return await task.WaitAsync(interval, timeProvider, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Comments are invisible to SSE clients but keep load balancers from cutting an idle connection.
+                ResponseRelay.StartEventStream(response);
+                response.BodyWriter.Write(": keep-alive\n\n"u8);
+                await response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task FailAsync(GatewayRequest request, ApiError error)
+    {
+        request.StatusCode = error.Status;
+        request.ErrorCode ??= error.Code ?? error.Type;
+        var context = request.HttpContext;
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        if (context.Response.HasStarted)
+        {
+            // Keep-alives already sent a 200: report in-band, then abort so the stream cannot look complete.
+            await ResponseRelay.WriteErrorEventAsync(context.Response.BodyWriter, error, CancellationToken.None).ConfigureAwait(false);
+            context.Abort();
+            return;
+        }
+
+        await error.WriteAsync(context).ConfigureAwait(false);
+    }
+
+    private static ApiError NoCandidate(RoutingDecision decision)
+    {
+        var route = decision.Route.Name;
+        return decision.Blocking switch
+        {
+            Exclusion.ContextWindow => ApiError.BadRequest(
+                $"This model's maximum context length is {decision.BlockingLimit} tokens. However, your request needs about {decision.BlockingTokens} tokens (prompt plus max_tokens). Please reduce the length of the messages or max_tokens.",
+                "context_length_exceeded",
+                "messages"),
+            Exclusion.MaxOutput => ApiError.BadRequest(
+                $"max_tokens is too large: {decision.BlockingTokens}. No deployment of '{route}' supports more than {decision.BlockingLimit} completion tokens.",
+                "invalid_value",
+                "max_tokens"),
+            Exclusion.CircuitOpen => ApiError.Unavailable($"Every deployment of '{route}' is failing and temporarily out of rotation.", retryAfter: decision.BlockingRetryAfter),
+            Exclusion.CoolingDown or Exclusion.RateLimited => ApiError.RateLimited($"Every deployment of '{route}' is at its rate limit.", decision.BlockingRetryAfter),
+            Exclusion.AtCapacity => ApiError.Unavailable($"Every deployment of '{route}' is at capacity.", "capacity_exceeded", decision.BlockingRetryAfter),
+            Exclusion.KeyConstraint => new ApiError(403, $"This API key may not use any deployment of '{route}'.", "invalid_request_error", "model_not_allowed", "model"),
+            Exclusion.RouteConstraint => ApiError.Unavailable($"No deployment of '{route}' satisfies the route's constraints.", "no_eligible_deployment"),
+            Exclusion.Tools => ApiError.BadRequest($"No deployment of '{route}' supports tools.", "unsupported_capability", "tools"),
+            Exclusion.Vision => ApiError.BadRequest($"No deployment of '{route}' accepts image input.", "unsupported_capability", "messages"),
+            Exclusion.JsonSchema => ApiError.BadRequest($"No deployment of '{route}' supports response_format json_schema.", "unsupported_capability", "response_format"),
+            _ => ApiError.BadRequest($"The model '{route}' does not serve this operation.", "unsupported_operation", "model"),
+        };
+    }
+
+    private static void WriteRoutingHeaders(HttpResponse response, GatewayRequest request, Deployment deployment, AttemptOutcome outcome)
+    {
+        var headers = response.Headers;
+        var decision = request.Decision!;
+        headers["x-modelgateway-route"] = request.Route!.Name;
+        headers["x-modelgateway-deployment"] = deployment.Name;
+        headers["x-modelgateway-provider"] = deployment.Provider.Name;
+        headers["x-modelgateway-route-reason"] = ReferenceEquals(decision.Ranked[0], deployment)
+            ? decision.ReasonText
+            : "failover: " + decision.Ranked[0].Name + " failed";
+        var attempts = request.Attempts.Count;
+        headers["x-modelgateway-attempts"] = attempts < SmallNumbers.Length ? SmallNumbers[attempts] : attempts.ToString(CultureInfo.InvariantCulture);
+        if (outcome.Response?.UpstreamRequestId is { } upstreamId)
+        {
+            headers["x-upstream-request-id"] = upstreamId;
+        }
+    }
+
+    private void RecordLatency(GatewayRequest request, AttemptOutcome outcome)
+    {
+        if (!request.StreamCompleted || request.ServedBy is not { } deployment || request.Continued)
+        {
+            return;
+        }
+
+        var total = timeProvider.GetElapsedTime(outcome.StartedAt);
+        deployment.State.Latency.Record(request.Info.Stream ? request.TimeToFirstToken : null, total);
+    }
+
+    private async ValueTask CompleteAsync(GatewayRequest request)
+    {
+        var elapsed = timeProvider.GetElapsedTime(request.StartTimestamp);
+        try
+        {
+            if (request.ServedBy is { } deployment)
+            {
+                request.Cost = deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(request.Usage.Input, request.Usage.Cached, request.Usage.Output);
+                await limiter.SettleDeploymentAsync(deployment, request.DeploymentAdmission, request.Usage.Input + request.Usage.Output).ConfigureAwait(false);
+            }
+
+            if (request.Admission is { Allowed: true } admission)
+            {
+                await limiter.SettleAsync(request.Caller, admission, request.Usage.Input + request.Usage.Output, request.Cost).ConfigureAwait(false);
+            }
+
+            if (request.Route is not null)
+            {
+                await usage.RecordAsync(request, elapsed).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogSettleFailed(logger, request.RequestId, ex);
+        }
+
+        metrics.RequestFinished(request, elapsed.TotalSeconds);
+        accessLog.Write(request, elapsed.TotalMilliseconds);
+    }
+
+    private async ValueTask<bool> ReadBodyAsync(GatewayRequest request)
+    {
+        var context = request.HttpContext;
+        var limit = _options.MaxRequestBodyBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = limit;
+        }
+
+        var reader = context.Request.BodyReader;
+        var expected = context.Request.ContentLength is { } length and > 0 ? (int)length : 4096;
+        var buffer = ArrayPool<byte>.Shared.Rent(expected);
+        var written = 0;
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync(context.RequestAborted).ConfigureAwait(false);
+                var data = result.Buffer;
+                if (written + data.Length > limit)
+                {
+                    reader.AdvanceTo(data.End);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    return false;
+                }
+
+                if (written + data.Length > buffer.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(limit, Math.Max(buffer.Length * 2L, written + data.Length)));
+                    buffer.AsSpan(0, written).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+
+                data.CopyTo(buffer.AsSpan(written));
+                written += (int)data.Length;
+                reader.AdvanceTo(data.End);
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+
+        request.SetBody(buffer, written);
+        return true;
+    }
+
+    private static bool IsJson(string contentType)
+    {
+        var mediaType = contentType.AsSpan();
+        var semicolon = mediaType.IndexOf(';');
+        if (semicolon >= 0)
+        {
+            mediaType = mediaType[..semicolon];
+        }
+
+        mediaType = mediaType.Trim();
+        return mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || (mediaType.StartsWith("application/", StringComparison.OrdinalIgnoreCase) && mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Error, Message = "Request {RequestId} failed unexpectedly")]
+    private static partial void LogUnhandled(ILogger logger, string requestId, Exception exception);
+
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Request {RequestId}: settling limits or recording usage failed")]
+    private static partial void LogSettleFailed(ILogger logger, string requestId, Exception exception);
+}

@@ -1,0 +1,93 @@
+using System.Buffers;
+using ModelGateway.Configuration;
+using ModelGateway.Resilience;
+using ModelGateway.Routing;
+using ModelGateway.State;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Forwarding;
+
+/// <summary>
+/// Everything one client request carries through the gateway: its buffered body, what the body
+/// asks for, the routing decision, and the outcome that logs, metrics and usage are made from.
+/// One object per request, so the hot path allocates once for its bookkeeping.
+/// </summary>
+internal sealed class GatewayRequest : IDisposable
+{
+    private byte[] _body = [];
+    private int _bodyLength;
+    private readonly int[] _exactTokens = [-1, -1, -1, -1];
+
+    public GatewayRequest(HttpContext httpContext, Operation operation, string requestId, long startTimestamp)
+    {
+        HttpContext = httpContext;
+        Operation = operation;
+        RequestId = requestId;
+        StartTimestamp = startTimestamp;
+    }
+
+    public HttpContext HttpContext { get; }
+    public Operation Operation { get; }
+    public string RequestId { get; }
+    public long StartTimestamp { get; }
+
+    public RequestInfo Info;
+
+    public ReadOnlySpan<byte> Body => _body.AsSpan(0, _bodyLength);
+    public ReadOnlyMemory<byte> BodyMemory => _body.AsMemory(0, _bodyLength);
+
+    public GatewayCatalog Catalog { get; set; } = null!;
+    public Route? Route { get; set; }
+    public RoutingDecision? Decision { get; set; }
+    public CallerIdentity Caller { get; set; } = CallerIdentity.Anonymous;
+    public KeyAdmission? Admission { get; set; }
+
+    /// <summary>The provider-limit reservation of the deployment that served, settled to real usage at the end.</summary>
+    public DeploymentAdmission DeploymentAdmission { get; set; }
+
+    /// <summary>The failover walk over the ranked candidates; continuation resumes it.</summary>
+    public AttemptState? AttemptState { get; set; }
+
+    /// <summary>Per-request latency objective from <c>x-modelgateway-slo-ttft</c>, when the caller may set one.</summary>
+    public TimeSpan? SloOverride { get; set; }
+
+    // Outcome, filled in as the request progresses.
+    public Deployment? ServedBy { get; set; }
+    public AttemptLog Attempts { get; } = new();
+    public TokenUsage Usage;
+    public double Cost { get; set; }
+    public long FirstByteTimestamp { get; set; }
+
+    /// <summary>From the serving attempt's start to its first byte (first event of a stream).</summary>
+    public TimeSpan TimeToFirstToken { get; set; }
+    public int StatusCode { get; set; }
+    public string? ErrorCode { get; set; }
+    public FinishReason FinishReason { get; set; }
+    public bool StreamCompleted { get; set; }
+    public bool Continued { get; set; }
+
+    /// <summary>Request headers that may travel upstream, filtered once and shared by every attempt.</summary>
+    public HeaderDictionary? ForwardedHeaders { get; set; }
+
+    public void SetBody(byte[] rented, int length)
+    {
+        _body = rented;
+        _bodyLength = length;
+    }
+
+    /// <summary>An exact input count already computed for this tokenizer, or -1.</summary>
+    public int GetExactTokens(TokenizerKind kind) => _exactTokens[(int)kind];
+
+    public void SetExactTokens(TokenizerKind kind, int count) => _exactTokens[(int)kind] = count;
+
+    public void Dispose()
+    {
+        var body = _body;
+        _body = [];
+        _bodyLength = 0;
+        if (body.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(body);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using ModelGateway.Configuration;
+using ModelGateway.Resilience;
+using ModelGateway.Routing;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Forwarding;
+
+/// <summary>
+/// The one place that writes an upstream's answer to the client. Non-streamed bodies go out whole.
+/// Streams go out event by event, flushed after every network read so nothing is held back; the
+/// relay takes usage from the stream (dropping the usage chunk the client did not ask for), ends a
+/// finished stream without waiting for a lagging <c>[DONE]</c>, and never lets a broken stream look
+/// complete: it continues on another deployment when the route allows, or sends an error event and
+/// aborts the connection.
+/// </summary>
+internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEstimator tokens, TimeProvider timeProvider, GatewayOptions options, ILogger<ResponseRelay> logger)
+{
+    private static ReadOnlySpan<byte> DataPrefix => "data: "u8;
+    private static ReadOnlySpan<byte> EventEnd => "\n\n"u8;
+    private static ReadOnlySpan<byte> DoneEvent => "data: [DONE]\n\n"u8;
+
+    /// <summary>Starts an SSE response (status, headers) if nothing has been sent yet.</summary>
+    public static void StartEventStream(HttpResponse response)
+    {
+        if (response.HasStarted)
+        {
+            return;
+        }
+
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream; charset=utf-8";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["x-accel-buffering"] = "no";
+    }
+
+    public async Task WriteBufferedAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken)
+    {
+        var response = request.HttpContext.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "application/json";
+        response.ContentLength = outcome.BodyLength;
+        request.FinishReason = outcome.Facts.FinishReason;
+        request.Usage = outcome.Facts.HasUsage ? outcome.Facts.Usage : EstimateUsage(request, outcome.Deployment!, outcome.Facts.OutputTextBytes, null);
+        await response.Body.WriteAsync(outcome.Body, cancellationToken).ConfigureAwait(false);
+        request.StreamCompleted = true;
+    }
+
+    public async Task RelayStreamAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken)
+    {
+        var context = request.HttpContext;
+        StartEventStream(context.Response);
+        var writer = context.Response.BodyWriter;
+        var route = request.Route!;
+        var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1;
+        var stream = new StreamProgress(request, outcome.Deployment!);
+        var text = continuation || !outcome.Deployment!.StreamUsage ? new RawTextCollector() : null;
+        byte[]? originalId = null;
+        var rewriteId = false;
+
+        using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+        await using var link = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle).ConfigureAwait(false);
+        var idleTimeout = outcome.Deployment!.IdleTimeout ?? route.Resilience.IdleTimeout;
+
+        try
+        {
+            while (true)
+            {
+                var failure = await PumpAsync(writer, outcome, stream, text, rewriteId ? originalId : null, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                if (originalId is null && stream.FirstIdLength > 0)
+                {
+                    originalId = stream.FirstId;
+                }
+
+                if (failure is null)
+                {
+                    writer.Write(DoneEvent);
+                    await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    request.StreamCompleted = true;
+                    break;
+                }
+
+                var broken = outcome.Deployment!;
+                LogStreamBroken(logger, request.RequestId, broken.Name, stream.Events, failure.Message);
+                await broken.State.Circuit.ReportFailureAsync().ConfigureAwait(false);
+                request.Attempts.Add(new AttemptRecord(broken.Name, AttemptFailure.Transport, 200, timeProvider.GetElapsedTime(outcome.StartedAt), "stream broke: " + failure.Message));
+                stream.Account(outcome, text, tokens);
+
+                AttemptOutcome? next = null;
+                if (continuation && !stream.SawToolCalls && text is not null)
+                {
+                    next = await executor.ContinueAsync(request, broken, text.ToJsonLiteral(), cancellationToken).ConfigureAwait(false);
+                }
+
+                if (next is null)
+                {
+                    await WriteErrorEventAsync(writer, failure, cancellationToken).ConfigureAwait(false);
+                    context.Abort();
+                    break;
+                }
+
+                await outcome.DisposeAsync().ConfigureAwait(false);
+                outcome = next;
+                stream.SwitchTo(outcome.Deployment!);
+                request.ServedBy = outcome.Deployment;
+                request.Continued = true;
+                rewriteId = originalId is not null;
+                LogContinued(logger, request.RequestId, broken.Name, outcome.Deployment!.Name);
+            }
+        }
+        finally
+        {
+            stream.Account(outcome, text, tokens);
+            request.Usage = stream.Usage;
+            request.FinishReason = stream.FinishReason;
+            await outcome.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // Relays events until the stream ends well (null) or breaks (the error to report). The outcome's reader starts on its first event.
+    private async ValueTask<ApiError?> PumpAsync(
+        PipeWriter writer, AttemptOutcome outcome, StreamProgress stream, RawTextCollector? text, byte[]? rewriteId,
+        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+    {
+        var events = outcome.Events!;
+        var request = stream.Request;
+        var clientWantsUsage = request.Info.IncludeUsage == true;
+        var upstreamSendsUsage = request.Info.IncludeUsage == true || outcome.Deployment!.StreamUsage;
+        var expectedChoices = request.Info.N;
+        try
+        {
+            while (true)
+            {
+                if (events.IsDone)
+                {
+                    return null;
+                }
+
+                var data = events.Data;
+                if (!ResponseInspector.TryInspect(data, out var facts, text))
+                {
+                    return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
+                }
+
+                if (facts.IsError)
+                {
+                    return StreamError("The upstream reported an error mid-stream; the answer is incomplete.", "upstream_error");
+                }
+
+                stream.Observe(data, facts);
+                var dropUsageChunk = facts.HasUsage && facts.ChoiceCount == 0 && !clientWantsUsage;
+                if (!dropUsageChunk)
+                {
+                    WriteEvent(writer, data, rewriteId, facts);
+                }
+
+                if (stream.Finished >= expectedChoices && (stream.UsageSeen || !upstreamSendsUsage))
+                {
+                    // Everything the client needs has arrived: finish now rather than wait for a lagging [DONE].
+                    return null;
+                }
+
+                while (!events.TryReadEvent())
+                {
+                    var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    if (flush.IsCompleted || flush.IsCanceled)
+                    {
+                        throw new OperationCanceledException(cancellationToken);
+                    }
+
+                    // After every choice finished, only the usage chunk is missing: wait briefly, not a full idle timeout.
+                    idle.CancelAfter(stream.Finished >= expectedChoices ? options.FinishGrace : idleTimeout);
+                    if (!await events.FillAsync(idle.Token).ConfigureAwait(false))
+                    {
+                        return stream.Finished >= expectedChoices
+                            ? null
+                            : StreamError("The upstream closed the stream before the answer was complete.", "stream_truncated");
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return stream.Finished >= expectedChoices
+                ? null
+                : StreamError($"The upstream sent nothing for {Durations.Format(idleTimeout)}; the answer is incomplete.", "stream_idle_timeout");
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException)
+        {
+            return StreamError("The upstream connection broke mid-stream; the answer is incomplete.", "stream_interrupted");
+        }
+    }
+
+    private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, byte[]? rewriteId, in ResponseFacts facts)
+    {
+        writer.Write(DataPrefix);
+        if (rewriteId is not null && facts.IdLength > 0)
+        {
+            // A continuation keeps the first stream's id, so the client sees one completion.
+            writer.Write(data[..facts.IdStart]);
+            writer.Write(rewriteId);
+            writer.Write(data[(facts.IdStart + facts.IdLength)..]);
+        }
+        else
+        {
+            writer.Write(data);
+        }
+
+        writer.Write(EventEnd);
+    }
+
+    /// <summary>An SSE event carrying an OpenAI error; SDKs raise it as an API error.</summary>
+    public static async Task WriteErrorEventAsync(PipeWriter writer, ApiError error, CancellationToken cancellationToken)
+    {
+        writer.Write(DataPrefix);
+        error.WriteJson(writer);
+        writer.Write(EventEnd);
+        await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static ApiError StreamError(string message, string code) => new(502, message, "server_error", code);
+
+    private TokenUsage EstimateUsage(GatewayRequest request, Deployment deployment, long outputBytes, RawTextCollector? text)
+        => new()
+        {
+            Input = request.Decision?.EstimatedInputTokens ?? TokenEstimator.Estimate(request.Info),
+            Output = text is { Length: > 0 } ? tokens.CountText(text.ToText(), deployment.Tokenizer) : (outputBytes + 3) / 4,
+            Reported = false,
+        };
+
+    /// <summary>What a stream has delivered so far, across continuations.</summary>
+    private sealed class StreamProgress(GatewayRequest request, Deployment deployment)
+    {
+        private TokenUsage _reported;
+        private long _outputBytes;
+        private bool _accounted;
+        private bool _anyCounted;
+
+        public GatewayRequest Request { get; } = request;
+        public Deployment Deployment { get; private set; } = deployment;
+        public int Events { get; private set; }
+        public int Finished { get; private set; }
+        public bool UsageSeen { get; private set; }
+        public bool SawToolCalls { get; private set; }
+        public FinishReason FinishReason { get; private set; }
+        public byte[] FirstId { get; private set; } = [];
+        public int FirstIdLength => FirstId.Length;
+        public TokenUsage Usage;
+
+        public void Observe(ReadOnlySpan<byte> data, in ResponseFacts facts)
+        {
+            Events++;
+            if (Events == 1 && FirstId.Length == 0 && facts.IdLength > 0)
+            {
+                FirstId = data.Slice(facts.IdStart, facts.IdLength).ToArray();
+            }
+
+            Finished += facts.FinishedChoices;
+            if (facts.FinishReason != Wire.FinishReason.None)
+            {
+                FinishReason = facts.FinishReason;
+            }
+
+            SawToolCalls |= facts.HasToolCalls;
+            _outputBytes += facts.OutputTextBytes;
+            if (facts.HasUsage)
+            {
+                UsageSeen = true;
+                _reported = facts.Usage;
+            }
+        }
+
+        /// <summary>Adds this attempt's tokens to the request's usage: reported if the upstream said, counted if not.</summary>
+        public void Account(AttemptOutcome outcome, RawTextCollector? text, TokenEstimator tokens)
+        {
+            if (_accounted)
+            {
+                return;
+            }
+
+            _accounted = true;
+            TokenUsage part;
+            if (UsageSeen)
+            {
+                part = _reported;
+            }
+            else
+            {
+                _anyCounted = true;
+                part = new TokenUsage
+                {
+                    Input = Request.Decision?.EstimatedInputTokens ?? TokenEstimator.Estimate(Request.Info),
+                    Output = text is { Length: > 0 } ? tokens.CountText(text.ToText(), outcome.Deployment!.Tokenizer) : (_outputBytes + 3) / 4,
+                };
+            }
+
+            Usage.Input += part.Input;
+            Usage.Output += part.Output;
+            Usage.Cached += part.Cached;
+            Usage.Reported = !_anyCounted;
+        }
+
+        public void SwitchTo(Deployment deployment)
+        {
+            Deployment = deployment;
+            Finished = 0;
+            UsageSeen = false;
+            _outputBytes = 0;
+            _accounted = false;
+            _reported = default;
+        }
+    }
+
+    /// <summary>
+    /// Keeps the text a stream has produced as raw JSON-escaped bytes: pieces of escaped JSON strings
+    /// concatenate into an escaped JSON string, so a continuation prefill needs no re-encoding.
+    /// </summary>
+    private sealed class RawTextCollector : IContentSink
+    {
+        private readonly ArrayBufferWriter<byte> _raw = new(1024);
+
+        public int Length => _raw.WrittenCount;
+
+        public void Append(ref Utf8JsonReader reader)
+        {
+            if (!reader.HasValueSequence)
+            {
+                _raw.Write(reader.ValueSpan);
+            }
+        }
+
+        public byte[] ToJsonLiteral()
+        {
+            var literal = new byte[_raw.WrittenCount + 2];
+            literal[0] = (byte)'"';
+            _raw.WrittenSpan.CopyTo(literal.AsSpan(1));
+            literal[^1] = (byte)'"';
+            return literal;
+        }
+
+        public string ToText()
+        {
+            var reader = new Utf8JsonReader(ToJsonLiteral());
+            reader.Read();
+            return reader.GetString() ?? string.Empty;
+        }
+    }
+
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Warning, Message = "Request {RequestId}: stream from {Deployment} broke after {Events} events: {Reason}")]
+    private static partial void LogStreamBroken(ILogger logger, string requestId, string deployment, int events, string reason);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Information, Message = "Request {RequestId}: continuing the broken stream of {Broken} on {Deployment} from the text already sent")]
+    private static partial void LogContinued(ILogger logger, string requestId, string broken, string deployment);
+}

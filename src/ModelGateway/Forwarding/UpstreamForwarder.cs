@@ -1,0 +1,247 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Http.Features;
+using ModelGateway.Configuration;
+using ModelGateway.Providers;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace ModelGateway.Forwarding;
+
+/// <summary>
+/// Sends one attempt through YARP's <see cref="IHttpForwarder"/>. YARP builds the upstream request
+/// (header copy, hop-by-hop stripping, version negotiation, trace propagation) and receives the
+/// response headers; the transformer then takes the response over instead of letting YARP copy it,
+/// so the gateway can still fail over, and so one SSE relay owns what the client sees.
+/// Each attempt runs on its own lightweight <see cref="HttpContext"/>: concurrent hedged attempts
+/// never touch the client's response, which stays untouched until an attempt wins.
+/// </summary>
+internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider timeProvider)
+{
+    private static readonly ForwarderRequestConfig RequestConfig = new()
+    {
+        // Our own timeouts (first token, idle, total) govern; YARP's activity timer must not cut first.
+        ActivityTimeout = TimeSpan.FromHours(1),
+        Version = HttpVersion.Version20,
+        VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+    };
+
+    public async ValueTask<UpstreamResponse> SendAsync(
+        GatewayRequest request,
+        HttpMessageInvoker invoker,
+        string destinationPrefix,
+        Uri destination,
+        HttpContent content,
+        KeyValuePair<string, string>[] headers,
+        CancellationToken cancellationToken)
+    {
+        var attemptContext = CreateAttemptContext(request);
+        var transformer = new AttemptTransformer(destination, content, headers, request.RequestId, timeProvider);
+        var error = await forwarder.SendAsync(attemptContext, destinationPrefix, invoker, RequestConfig, transformer, cancellationToken).ConfigureAwait(false);
+        if (transformer.Response is { } response)
+        {
+            return response;
+        }
+
+        content.Dispose();
+        cancellationToken.ThrowIfCancellationRequested();
+        var exception = attemptContext.Features.Get<IForwarderErrorFeature>()?.Exception;
+        var detail = Describe(exception) ?? error.ToString();
+        return error switch
+        {
+            ForwarderError.RequestTimedOut => UpstreamResponse.Failed(TransportFailure.Timeout, detail),
+            ForwarderError.Request when exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
+                => UpstreamResponse.Failed(TransportFailure.Connect, detail),
+            _ => UpstreamResponse.Failed(TransportFailure.Protocol, detail),
+        };
+    }
+
+    private static string? Describe(Exception? exception)
+    {
+        // The innermost message names the socket error ("Connection refused"); URLs and keys never appear in it.
+        var current = exception;
+        while (current?.InnerException is not null && current is not HttpRequestException { HttpRequestError: not HttpRequestError.Unknown })
+        {
+            current = current.InnerException;
+        }
+
+        return current?.Message;
+    }
+
+    private static DefaultHttpContext CreateAttemptContext(GatewayRequest request)
+    {
+        var context = new DefaultHttpContext();
+        var inbound = request.HttpContext.Request;
+        var outbound = context.Request;
+        outbound.Method = HttpMethods.Post;
+        outbound.Scheme = inbound.Scheme;
+        outbound.Path = inbound.Path;
+        outbound.Protocol = "HTTP/1.1";
+        context.Features.Get<IHttpRequestFeature>()!.Headers = request.ForwardedHeaders ??= ForwardedHeaders.From(inbound.Headers);
+        return context;
+    }
+
+    /// <summary>Per-attempt transformer: sets the destination, body and credential, then takes the response over.</summary>
+    private sealed class AttemptTransformer(Uri destination, HttpContent content, KeyValuePair<string, string>[] headers, string requestId, TimeProvider timeProvider)
+        : HttpTransformer
+    {
+        public UpstreamResponse? Response { get; private set; }
+
+        public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+        {
+            await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            proxyRequest.RequestUri = destination;
+            proxyRequest.Headers.Host = null;
+            proxyRequest.Content = content;
+            proxyRequest.Headers.TryAddWithoutValidation("x-request-id", requestId);
+            foreach (var header in headers)
+            {
+                proxyRequest.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+
+        public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+        {
+            if (proxyResponse is not null)
+            {
+                // Take the body before YARP disposes the message: returning false tells YARP to copy nothing.
+                var body = proxyResponse.Content;
+                proxyResponse.Content = null;
+                Response = UpstreamResponse.FromHttp(
+                    (int)proxyResponse.StatusCode,
+                    body.Headers.ContentType?.MediaType,
+                    ReadRetryAfter(proxyResponse, timeProvider),
+                    FirstValue(proxyResponse.Headers, "x-request-id") ?? FirstValue(proxyResponse.Headers, "apim-request-id"),
+                    body);
+            }
+
+            return new ValueTask<bool>(false);
+        }
+    }
+
+    private static string? FirstValue(HttpResponseHeaders headers, string name)
+        => headers.NonValidated.TryGetValues(name, out var values) && values.Count > 0 ? values.ToString() : null;
+
+    /// <summary>retry-after-ms (OpenAI, Azure) wins over retry-after (seconds or a date), then the rate-limit reset hints.</summary>
+    internal static TimeSpan? ReadRetryAfter(HttpResponseMessage response, TimeProvider timeProvider)
+    {
+        var headers = response.Headers;
+        if (FirstValue(headers, "retry-after-ms") is { } ms && double.TryParse(ms, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
+        {
+            return TimeSpan.FromMilliseconds(milliseconds);
+        }
+
+        if (FirstValue(headers, "retry-after") is { } retryAfter)
+        {
+            if (double.TryParse(retryAfter, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds >= 0)
+            {
+                return TimeSpan.FromSeconds(seconds);
+            }
+
+            if (DateTimeOffset.TryParse(retryAfter, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var date))
+            {
+                var wait = date - timeProvider.GetUtcNow();
+                return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
+            }
+        }
+
+        if (response.StatusCode == HttpStatusCode.TooManyRequests)
+        {
+            var requests = FirstValue(headers, "x-ratelimit-reset-requests");
+            var tokens = FirstValue(headers, "x-ratelimit-reset-tokens");
+            TimeSpan? best = null;
+            if (Durations.TryParse(requests, out var r))
+            {
+                best = r;
+            }
+
+            if (Durations.TryParse(tokens, out var t) && (best is null || t > best))
+            {
+                best = t;
+            }
+
+            return best;
+        }
+
+        return null;
+    }
+}
+
+/// <summary>Chooses which of the client's request headers may travel upstream.</summary>
+internal static class ForwardedHeaders
+{
+    // Credentials and identity of the client's own account must never reach a provider; content and
+    // hop-by-hop headers are rebuilt by the gateway; trace headers are re-issued from our own span.
+    private static readonly HashSet<string> Blocked = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
+        "openai-organization", "openai-project", "anthropic-api-key",
+        "host", "content-length", "content-type", "content-encoding", "transfer-encoding", "accept-encoding",
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect",
+        "traceparent", "tracestate", "baggage", "request-id", "x-request-id",
+        "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+    };
+
+    public static HeaderDictionary From(IHeaderDictionary inbound)
+    {
+        var forwarded = new HeaderDictionary(inbound.Count);
+        foreach (var header in inbound)
+        {
+            if (!Blocked.Contains(header.Key) && !header.Key.StartsWith("x-modelgateway-", StringComparison.OrdinalIgnoreCase))
+            {
+                forwarded[header.Key] = header.Value;
+            }
+        }
+
+        return forwarded;
+    }
+
+    public static bool IsBlocked(string name) => Blocked.Contains(name);
+}
+
+/// <summary>Pooled <see cref="SocketsHttpHandler"/>s shared by every provider with the same connect timeout.</summary>
+internal sealed class UpstreamHttpClients : IDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<TimeSpan, HttpMessageInvoker> _invokers = [];
+
+    public HttpMessageInvoker Get(TimeSpan connectTimeout)
+    {
+        lock (_gate)
+        {
+            if (!_invokers.TryGetValue(connectTimeout, out var invoker))
+            {
+                invoker = new HttpMessageInvoker(new SocketsHttpHandler
+                {
+                    UseProxy = false,
+                    AllowAutoRedirect = false,
+                    AutomaticDecompression = DecompressionMethods.None,
+                    UseCookies = false,
+                    EnableMultipleHttp2Connections = true,
+                    ConnectTimeout = connectTimeout,
+                    PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
+                    PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+                    ActivityHeadersPropagator = new ReverseProxyPropagator(DistributedContextPropagator.Current),
+                    MaxConnectionsPerServer = int.MaxValue,
+                }, disposeHandler: true);
+                _invokers[connectTimeout] = invoker;
+            }
+
+            return invoker;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            foreach (var invoker in _invokers.Values)
+            {
+                invoker.Dispose();
+            }
+
+            _invokers.Clear();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Options;
+using ModelGateway.Configuration;
+using ModelGateway.Forwarding;
+using ModelGateway.Resilience;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Observability;
+
+/// <summary>Observability switches (section <c>Observability</c>).</summary>
+public sealed class ObservabilityOptions
+{
+    public const string Section = "Observability";
+
+    /// <summary>Label cost and rejections with the key's name and team. Off by default to keep cardinality bounded.</summary>
+    public bool KeyLabels { get; set; }
+
+    /// <summary>Record prompts and completions on traces. Off by default: they may hold personal data.</summary>
+    public bool CaptureContent { get; set; }
+
+    /// <summary>Write one access-log line per request.</summary>
+    public bool AccessLog { get; set; } = true;
+}
+
+/// <summary>
+/// The gateway's metrics, through <see cref="IMeterFactory"/>: OpenTelemetry GenAI semantic
+/// conventions where they apply (<c>gen_ai.client.token.usage</c>, <c>gen_ai.client.operation.duration</c>,
+/// <c>gen_ai.server.time_to_first_token</c>, <c>gen_ai.server.time_per_output_token</c>) and
+/// <c>modelgateway.*</c> for routing, failover, circuits, limits and spend. Tags are only built
+/// when an instrument is being listened to.
+/// </summary>
+internal sealed class GatewayMetrics
+{
+    public const string MeterName = "ModelGateway";
+
+    private static readonly double[] DurationBuckets = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+    private static readonly double[] TtftBuckets = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+    private static readonly double[] TpotBuckets = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
+    private static readonly long[] TokenBuckets = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+
+    private readonly Histogram<long> _tokens;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _ttft;
+    private readonly Histogram<double> _tpot;
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _attempts;
+    private readonly Counter<long> _failovers;
+    private readonly Counter<long> _hedges;
+    private readonly Counter<long> _budgetExhausted;
+    private readonly Counter<long> _rejections;
+    private readonly Counter<double> _cost;
+    private readonly Counter<long> _continuations;
+    private readonly UpDownCounter<long> _active;
+    private readonly UpDownCounter<long> _streams;
+    private readonly bool _keyLabels;
+
+    public GatewayMetrics(IMeterFactory meterFactory, DeploymentStateRegistry states, IOptions<ObservabilityOptions> options)
+    {
+        _keyLabels = options.Value.KeyLabels;
+        var meter = meterFactory.Create(MeterName);
+        _tokens = meter.CreateHistogram("gen_ai.client.token.usage", "{token}", "Tokens used per request, by token type.",
+            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
+        _duration = meter.CreateHistogram("gen_ai.client.operation.duration", "s", "Duration of GenAI requests through the gateway.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
+        _ttft = meter.CreateHistogram("gen_ai.server.time_to_first_token", "s", "Time from the attempt's start to the first streamed token.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TtftBuckets });
+        _tpot = meter.CreateHistogram("gen_ai.server.time_per_output_token", "s", "Time per output token after the first.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TpotBuckets });
+        _requests = meter.CreateCounter<long>("modelgateway.requests", "{request}", "Requests by route, deployment, provider, tier and status.");
+        _attempts = meter.CreateCounter<long>("modelgateway.attempts", "{attempt}", "Upstream attempts by deployment and outcome.");
+        _failovers = meter.CreateCounter<long>("modelgateway.failovers", "{failover}", "Moves to the next candidate after a failed attempt.");
+        _hedges = meter.CreateCounter<long>("modelgateway.hedges", "{attempt}", "Hedged attempts started because the first was slow.");
+        _continuations = meter.CreateCounter<long>("modelgateway.stream.continuations", "{stream}", "Broken streams continued on another deployment.");
+        _budgetExhausted = meter.CreateCounter<long>("modelgateway.retry_budget.exhausted", "{retry}", "Retries refused because the retry budget was spent.");
+        _rejections = meter.CreateCounter<long>("modelgateway.ratelimit.rejections", "{request}", "Requests refused by a rate limit or budget.");
+        _cost = meter.CreateCounter<double>("modelgateway.cost", "USD", "Spend in US dollars, from deployment prices and reported usage.");
+        _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
+        _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
+        meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
+        meter.CreateObservableGauge("modelgateway.deployment.in_flight", () => ObserveInFlight(states), "{request}", "Requests in flight per deployment.");
+    }
+
+    public void RequestStarted() => _active.Add(1);
+
+    public void StreamStarted() => _streams.Add(1);
+
+    public void StreamEnded() => _streams.Add(-1);
+
+    public void Attempt(GatewayRequest request, Deployment deployment, AttemptFailure failure)
+    {
+        if (_attempts.Enabled)
+        {
+            _attempts.Add(1,
+                new("route", request.Route?.Name),
+                new("deployment", deployment.Name),
+                new("provider", deployment.Provider.Name),
+                new("outcome", Outcome(failure)));
+        }
+    }
+
+    public void Failover(string route, string? from)
+    {
+        if (_failovers.Enabled)
+        {
+            _failovers.Add(1, new("route", route), new("from_deployment", from));
+        }
+    }
+
+    public void Hedge(string route)
+    {
+        if (_hedges.Enabled)
+        {
+            _hedges.Add(1, new KeyValuePair<string, object?>("route", route));
+        }
+    }
+
+    public void RetryBudgetExhausted() => _budgetExhausted.Add(1);
+
+    public void Rejected(string scope, string reason, GatewayRequest request)
+    {
+        if (!_rejections.Enabled)
+        {
+            return;
+        }
+
+        var tags = new TagList { { "scope", scope }, { "reason", reason }, { "route", request.Route?.Name } };
+        if (_keyLabels)
+        {
+            tags.Add("key", request.Caller.Name);
+        }
+
+        _rejections.Add(1, tags);
+    }
+
+    /// <summary>Records the end of a request: status, latency, tokens and spend.</summary>
+    public void RequestFinished(GatewayRequest request, double seconds)
+    {
+        _active.Add(-1);
+        var deployment = request.ServedBy;
+        if (_requests.Enabled)
+        {
+            _requests.Add(1,
+                new("route", request.Route?.Name),
+                new("deployment", deployment?.Name),
+                new("provider", deployment?.Provider.Name),
+                new("tier", deployment is null ? null : Tier(deployment.Tier)),
+                new("status", StatusText(request.StatusCode)));
+        }
+
+        if (deployment is null)
+        {
+            return;
+        }
+
+        var operation = Operation(request.Operation);
+        var system = System(deployment.Provider.Kind);
+        if (_duration.Enabled)
+        {
+            var tags = new TagList
+            {
+                { "gen_ai.operation.name", operation },
+                { "gen_ai.provider.name", system },
+                { "gen_ai.request.model", request.Route?.Name },
+                { "gen_ai.response.model", deployment.UpstreamModel },
+                { "modelgateway.deployment", deployment.Name },
+            };
+            if (request.StatusCode >= 400 || !request.StreamCompleted)
+            {
+                tags.Add("error.type", request.ErrorCode ?? StatusText(request.StatusCode));
+            }
+
+            _duration.Record(seconds, tags);
+        }
+
+        if (request.StatusCode is < 200 or > 299)
+        {
+            return;
+        }
+
+        if (_tokens.Enabled)
+        {
+            _tokens.Record(request.Usage.Input, TokenTags(operation, system, request, deployment, "input"));
+            if (request.Operation != Wire.Operation.Embeddings)
+            {
+                _tokens.Record(request.Usage.Output, TokenTags(operation, system, request, deployment, "output"));
+            }
+        }
+
+        if (request.FirstByteTimestamp != 0 && request.Info.Stream)
+        {
+            var ttft = request.TimeToFirstToken.TotalSeconds;
+            if (_ttft.Enabled)
+            {
+                _ttft.Record(ttft, new("gen_ai.operation.name", operation), new("gen_ai.provider.name", system),
+                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name));
+            }
+
+            if (_tpot.Enabled && request.Usage.Output > 1)
+            {
+                _tpot.Record(Math.Max(0, seconds - ttft) / (request.Usage.Output - 1), new("gen_ai.operation.name", operation), new("gen_ai.provider.name", system),
+                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name));
+            }
+        }
+
+        if (_cost.Enabled && request.Cost > 0)
+        {
+            var tags = new TagList { { "route", request.Route?.Name }, { "deployment", deployment.Name }, { "provider", deployment.Provider.Name } };
+            if (_keyLabels)
+            {
+                tags.Add("key", request.Caller.Name);
+                tags.Add("team", request.Caller.Team);
+            }
+
+            _cost.Add(request.Cost, tags);
+        }
+
+        if (request.Continued)
+        {
+            _continuations.Add(1, new KeyValuePair<string, object?>("route", request.Route?.Name));
+        }
+    }
+
+    private static TagList TokenTags(string operation, string system, GatewayRequest request, Deployment deployment, string type) => new()
+    {
+        { "gen_ai.operation.name", operation },
+        { "gen_ai.provider.name", system },
+        { "gen_ai.request.model", request.Route?.Name },
+        { "gen_ai.response.model", deployment.UpstreamModel },
+        { "gen_ai.token.type", type },
+        { "modelgateway.deployment", deployment.Name },
+    };
+
+    private static IEnumerable<Measurement<int>> ObserveCircuits(DeploymentStateRegistry states)
+    {
+        foreach (var state in states.All)
+        {
+            yield return new Measurement<int>((int)state.Circuit.Status, new KeyValuePair<string, object?>("deployment", state.Name));
+        }
+    }
+
+    private static IEnumerable<Measurement<int>> ObserveInFlight(DeploymentStateRegistry states)
+    {
+        foreach (var state in states.All)
+        {
+            yield return new Measurement<int>(state.InFlight, new KeyValuePair<string, object?>("deployment", state.Name));
+        }
+    }
+
+    /// <summary>The GenAI semantic-convention operation name.</summary>
+    public static string Operation(Operation operation) => operation switch
+    {
+        Wire.Operation.ChatCompletions => "chat",
+        Wire.Operation.Completions => "text_completion",
+        _ => "embeddings",
+    };
+
+    /// <summary>The GenAI semantic-convention provider name.</summary>
+    public static string System(ProviderKind kind) => kind switch
+    {
+        ProviderKind.OpenAI => "openai",
+        ProviderKind.AzureOpenAI => "azure.ai.openai",
+        ProviderKind.Simulated => "modelgateway.simulated",
+        _ => "openai_compatible",
+    };
+
+    private static string Tier(DeploymentTier tier) => tier switch
+    {
+        DeploymentTier.Iaas => "iaas",
+        DeploymentTier.Paas => "paas",
+        _ => "saas",
+    };
+
+    private static string Outcome(AttemptFailure failure) => failure switch
+    {
+        AttemptFailure.None => "success",
+        AttemptFailure.Transport => "transport_error",
+        AttemptFailure.Timeout => "timeout",
+        AttemptFailure.ServerError => "server_error",
+        AttemptFailure.RateLimited => "rate_limited",
+        AttemptFailure.BadResponse => "bad_response",
+        AttemptFailure.Misconfigured => "misconfigured",
+        AttemptFailure.ContextLength => "context_length",
+        AttemptFailure.ContentFilter => "content_filter",
+        AttemptFailure.ClientError => "client_error",
+        _ => "unavailable",
+    };
+
+    private static readonly string[] StatusTexts = CreateStatusTexts();
+
+    private static string[] CreateStatusTexts()
+    {
+        var texts = new string[600];
+        for (var i = 0; i < texts.Length; i++)
+        {
+            texts[i] = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return texts;
+    }
+
+    /// <summary>A cached string for a status code, so tags allocate nothing.</summary>
+    public static string StatusText(int status) => status is >= 0 and < 600 ? StatusTexts[status] : "other";
+}

@@ -1,0 +1,592 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
+using ModelGateway.Configuration;
+using ModelGateway.Forwarding;
+using ModelGateway.Observability;
+using ModelGateway.Providers;
+using ModelGateway.Routing;
+using ModelGateway.State;
+using ModelGateway.Wire;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Hedging;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace ModelGateway.Resilience;
+
+/// <summary>
+/// Walks a request's ranked candidates until one answers: Polly's retry (or hedging, per route)
+/// drives the attempts, each attempt runs inside its deployment's circuit breaker and timeout, and
+/// an attempt counts as answered at its first byte (the first SSE event of a stream), the last
+/// moment at which the client cannot tell that another deployment was tried.
+/// </summary>
+internal sealed partial class FailoverExecutor
+{
+    private static readonly ResiliencePropertyKey<AttemptState> StateKey = new("modelgateway.attempt-state");
+
+    private readonly RetryBudget _budget;
+    private readonly TimeProvider _timeProvider;
+    private readonly IRateLimiter _limiter;
+    private readonly GatewayMetrics _metrics;
+    private readonly ILogger<FailoverExecutor> _logger;
+    private readonly GatewayOptions _options;
+
+    public FailoverExecutor(RetryBudget budget, TimeProvider timeProvider, IRateLimiter limiter, GatewayMetrics metrics, GatewayOptions options, ILogger<FailoverExecutor> logger)
+    {
+        _budget = budget;
+        _timeProvider = timeProvider;
+        _limiter = limiter;
+        _metrics = metrics;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>Builds a route's pipeline: hedging when the route asks for it, otherwise retry with failover.</summary>
+    public ResiliencePipeline<AttemptOutcome> BuildPipeline(Route route)
+    {
+        var resilience = route.Resilience;
+        var builder = new ResiliencePipelineBuilder<AttemptOutcome> { Name = route.Name, TimeProvider = _timeProvider };
+        if (resilience.Hedging is { } hedging)
+        {
+            builder.AddHedging(new HedgingStrategyOptions<AttemptOutcome>
+            {
+                Name = "hedging",
+                MaxHedgedAttempts = Math.Max(1, hedging.MaxAttempts - 1),
+                Delay = hedging.Delay,
+                ShouldHandle = args => new ValueTask<bool>(ShouldFailOver(args.Outcome, args.Context)),
+                ActionGenerator = args =>
+                {
+                    var state = args.PrimaryContext.Properties.GetValue(StateKey, null!);
+                    if (!state.HasCandidate(afterFailure: null))
+                    {
+                        return null;
+                    }
+
+                    _metrics.Hedge(route.Name);
+                    var context = args.ActionContext;
+                    return () => RunNextAsync(context, state);
+                },
+            });
+        }
+        else if (resilience.MaxAttempts > 1)
+        {
+            builder.AddRetry(new RetryStrategyOptions<AttemptOutcome>
+            {
+                Name = "failover",
+                MaxRetryAttempts = resilience.MaxAttempts - 1,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = resilience.Backoff,
+                MaxDelay = resilience.MaxBackoff,
+                ShouldHandle = args => new ValueTask<bool>(ShouldFailOver(args.Outcome, args.Context)),
+                DelayGenerator = args =>
+                {
+                    var state = args.Context.Properties.GetValue(StateKey, null!);
+                    var failed = args.Outcome.Result;
+
+                    // A different deployment is tried at once; the same one again only after a backoff.
+                    if (state.HasFreshCandidate())
+                    {
+                        return new ValueTask<TimeSpan?>(TimeSpan.Zero);
+                    }
+
+                    return new ValueTask<TimeSpan?>(failed?.RetryAfter is { } wait && wait <= resilience.MaxBackoff ? wait : null);
+                },
+                OnRetry = args =>
+                {
+                    _metrics.Failover(route.Name, args.Outcome.Result?.Deployment?.Name);
+                    return default;
+                },
+            });
+        }
+
+        return builder.Build();
+    }
+
+    /// <summary>Runs the attempts. Returns the winning attempt, or the failure the client should see.</summary>
+    public async ValueTask<AttemptOutcome> ExecuteAsync(GatewayRequest request, CancellationToken cancellationToken)
+    {
+        _budget.RecordRequest();
+        var state = new AttemptState(request, this);
+        request.AttemptState = state;
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(StateKey, state);
+        try
+        {
+            var outcome = await request.Route!.Pipeline.ExecuteOutcomeAsync(
+                static (ctx, state) => state.Executor.RunNextAsync(ctx, state), context, state).ConfigureAwait(false);
+            if (outcome.Exception is { } exception)
+            {
+                if (exception is OperationCanceledException && cancellationToken.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException(cancellationToken);
+                }
+
+                LogUnexpected(_logger, request.RequestId, exception);
+                return AttemptOutcome.Failed(null, AttemptFailure.Unavailable, ApiError.Internal(), exception.GetType().Name);
+            }
+
+            var result = outcome.Result!;
+            return result.IsSuccess ? result : state.FinalFailure(result);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    /// <summary>
+    /// Opens a continuation of a broken stream on another deployment that supports prefill.
+    /// Returns null when none can; the caller then reports the original failure.
+    /// </summary>
+    public async ValueTask<AttemptOutcome?> ContinueAsync(GatewayRequest request, Deployment failed, ReadOnlyMemory<byte> prefillJson, CancellationToken cancellationToken)
+    {
+        var state = request.AttemptState!;
+        while (state.TryTakeContinuationCandidate(failed, out var deployment))
+        {
+            var context = ResilienceContextPool.Shared.Get(cancellationToken);
+            try
+            {
+                var timeout = FirstByteTimeout(request, deployment);
+                context.Properties.Set(DeploymentCircuit.AttemptTimeout, timeout);
+                var call = new UpstreamRequest(request, deployment) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
+                var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
+                if (outcome is { IsSuccess: true })
+                {
+                    return outcome;
+                }
+
+                if (outcome is not null)
+                {
+                    await outcome.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                ResilienceContextPool.Shared.Return(context);
+            }
+        }
+
+        return null;
+    }
+
+    private bool ShouldFailOver(Outcome<AttemptOutcome> outcome, ResilienceContext context)
+    {
+        if (outcome.Exception is not null || outcome.Result is not { IsSuccess: false, IsRetriable: true } failed)
+        {
+            return false;
+        }
+
+        var state = context.Properties.GetValue(StateKey, null!);
+        if (!state.HasCandidate(failed))
+        {
+            return false;
+        }
+
+        if (!_budget.TryWithdraw())
+        {
+            state.BudgetExhausted = true;
+            _metrics.RetryBudgetExhausted();
+            return false;
+        }
+
+        return true;
+    }
+
+    private async ValueTask<Outcome<AttemptOutcome>> RunNextAsync(ResilienceContext context, AttemptState state)
+    {
+        var request = state.Request;
+        while (state.TryTakeCandidate(out var deployment))
+        {
+            var admission = await _limiter.TryAcquireDeploymentAsync(deployment, request.Decision!.EstimatedInputTokens + request.Decision.ExpectedOutputTokens, context.CancellationToken).ConfigureAwait(false);
+            if (!admission.Allowed)
+            {
+                state.Skip(deployment, Exclusion.RateLimited, admission.RetryAfter);
+                continue;
+            }
+
+            context.Properties.Set(DeploymentCircuit.AttemptTimeout, FirstByteTimeout(request, deployment));
+            var call = new UpstreamRequest(request, deployment) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
+            var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
+            if (outcome is null)
+            {
+                continue;
+            }
+
+            if (outcome.IsSuccess)
+            {
+                request.DeploymentAdmission = admission;
+            }
+
+            return Outcome.FromResult(outcome);
+        }
+
+        return Outcome.FromResult(state.NoCandidateLeft());
+    }
+
+    // Null means the circuit refused the attempt (open, or a half-open probe already running): try the next one.
+    private async ValueTask<AttemptOutcome?> RunInCircuitAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call)
+    {
+        var started = _timeProvider.GetTimestamp();
+        var outcome = await deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
+            static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
+            context,
+            (Executor: this, Call: call, Started: started)).ConfigureAwait(false);
+
+        if (outcome.Exception is { } exception)
+        {
+            switch (exception)
+            {
+                case BrokenCircuitException:
+                    state.Skip(deployment, Exclusion.CircuitOpen, deployment.State.Circuit.OpenRemaining);
+                    return null;
+                case TimeoutRejectedException:
+                    var elapsed = _timeProvider.GetElapsedTime(started);
+                    deployment.State.Latency.Record(call.Request.Info.Stream ? elapsed : null, elapsed);
+                    var timeout = AttemptOutcome.Failed(deployment, AttemptFailure.Timeout,
+                        ApiError.GatewayTimeout($"The deployment did not answer within {Durations.Format(elapsed)}."), "first byte timeout", startedAt: started);
+                    Record(state, timeout, started);
+                    return timeout;
+                case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                    throw new OperationCanceledException(context.CancellationToken);
+                default:
+                    var failed = AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), exception.Message, startedAt: started);
+                    Record(state, failed, started);
+                    return failed;
+            }
+        }
+
+        Record(state, outcome.Result!, started);
+        return outcome.Result;
+    }
+
+    private void Record(AttemptState state, AttemptOutcome outcome, long started)
+    {
+        var deployment = outcome.Deployment!;
+        var elapsed = _timeProvider.GetElapsedTime(started);
+        state.Request.Attempts.Add(new AttemptRecord(deployment.Name, outcome.Failure, outcome.UpstreamStatus, elapsed, outcome.Detail));
+        state.Attempted(deployment, outcome);
+        _metrics.Attempt(state.Request, deployment, outcome.Failure);
+        if (!outcome.IsSuccess)
+        {
+            deployment.State.CountFailure();
+            LogAttemptFailed(_logger, state.Request.RequestId, deployment.Name, outcome.Failure.ToString(), outcome.UpstreamStatus, outcome.Detail ?? string.Empty);
+        }
+    }
+
+    private TimeSpan FirstByteTimeout(GatewayRequest request, Deployment deployment)
+    {
+        var resilience = request.Route!.Resilience;
+        if (!request.Info.Stream)
+        {
+            // A non-streamed answer arrives whole: its first byte is its last, so only the total deadline applies.
+            return Timeout.InfiniteTimeSpan;
+        }
+
+        return deployment.FirstTokenTimeout is { } own && own < resilience.FirstTokenTimeout ? own : resilience.FirstTokenTimeout;
+    }
+
+    // One attempt, from sending to the first byte. Failures are results, not exceptions.
+    private async ValueTask<Outcome<AttemptOutcome>> AttemptAsync(ResilienceContext context, UpstreamRequest call, long started)
+    {
+        var cancellationToken = context.CancellationToken;
+        var deployment = call.Deployment;
+        var request = call.Request;
+        deployment.State.Enter();
+        UpstreamResponse? response = null;
+        var handedOver = false;
+        try
+        {
+            response = await deployment.Provider.Client.SendAsync(call, cancellationToken).ConfigureAwait(false);
+            if (response.Failure != TransportFailure.None)
+            {
+                return Outcome.FromResult(response.Failure == TransportFailure.Timeout
+                    ? AttemptOutcome.Failed(deployment, AttemptFailure.Timeout, ApiError.GatewayTimeout("The deployment did not answer in time."), response.FailureDetail ?? "timeout", startedAt: started)
+                    : AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The deployment could not be reached."), response.FailureDetail ?? "connection failed", startedAt: started));
+            }
+
+            var status = response.StatusCode;
+            if (status is < 200 or > 299)
+            {
+                return Outcome.FromResult(await ClassifyErrorAsync(deployment, response, started, cancellationToken).ConfigureAwait(false));
+            }
+
+            var body = await response.GetBodyAsync(cancellationToken).ConfigureAwait(false);
+            if (request.Info.Stream && response.IsEventStream)
+            {
+                var events = new SseReader(body, _options.MaxUpstreamEventBytes);
+                var first = await ReadFirstEventAsync(events, cancellationToken).ConfigureAwait(false);
+                if (first.Failure is { } failure)
+                {
+                    events.Dispose();
+                    return Outcome.FromResult(AttemptOutcome.Failed(deployment, failure, first.Error!, first.Detail!, status, startedAt: started));
+                }
+
+                handedOver = true;
+                return Outcome.FromResult(AttemptOutcome.Streamed(deployment, response, events, first.Facts, started, _timeProvider.GetTimestamp()));
+            }
+
+            var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
+            if (!ResponseInspector.TryInspect(buffer.AsSpan(0, length), out var facts) || (request.Info.Stream && !facts.IsError))
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                var detail = request.Info.Stream ? "a stream was asked for but the answer was not an event stream" : "the body is not valid JSON";
+                return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
+                    ApiError.BadGateway("The deployment returned a response the gateway could not read.", "bad_upstream_response"), detail, status, startedAt: started));
+            }
+
+            if (facts.IsError)
+            {
+                var error = ParseError(buffer.AsSpan(0, length), 502, deployment);
+                ArrayPool<byte>.Shared.Return(buffer);
+                return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ServerError, error with { Status = 502 }, "error object in a 2xx body", status, startedAt: started));
+            }
+
+            handedOver = true;
+            return Outcome.FromResult(AttemptOutcome.Buffered(deployment, response, buffer, length, facts, started, _timeProvider.GetTimestamp()));
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException && !cancellationToken.IsCancellationRequested)
+        {
+            return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), ex.Message, startedAt: started));
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                deployment.State.Exit();
+                if (response is not null)
+                {
+                    await response.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    private readonly record struct FirstEvent(ResponseFacts Facts, AttemptFailure? Failure, ApiError? Error, string? Detail);
+
+    private static async ValueTask<FirstEvent> ReadFirstEventAsync(SseReader events, CancellationToken cancellationToken)
+    {
+        if (!await events.ReadEventAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return new(default, AttemptFailure.BadResponse, ApiError.BadGateway("The deployment closed the stream before sending anything.", "bad_upstream_response"), "stream ended before its first event");
+        }
+
+        if (events.IsDone || !ResponseInspector.TryInspect(events.Data, out var facts))
+        {
+            return new(default, AttemptFailure.BadResponse, ApiError.BadGateway("The deployment sent a malformed stream.", "bad_upstream_response"), "first event is not a JSON chunk");
+        }
+
+        if (facts.IsError)
+        {
+            return new(default, AttemptFailure.ServerError, ApiError.BadGateway("The deployment reported an error at the start of the stream."), "error event before the first chunk");
+        }
+
+        return new(facts, null, null, null);
+    }
+
+    private async ValueTask<AttemptOutcome> ClassifyErrorAsync(Deployment deployment, UpstreamResponse response, long started, CancellationToken cancellationToken)
+    {
+        var status = response.StatusCode;
+        byte[]? buffer = null;
+        var length = 0;
+        try
+        {
+            var body = await response.GetBodyAsync(cancellationToken).ConfigureAwait(false);
+            (buffer, length) = await ReadAllAsync(body, 64 * 1024, cancellationToken, truncate: true).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            // The status alone is enough to decide.
+        }
+
+        var span = buffer is null ? default : buffer.AsSpan(0, length);
+        var parsed = ParseError(span, status, deployment);
+        if (buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        var detail = string.Create(CultureInfo.InvariantCulture, $"HTTP {status}: {Truncate(parsed.Message, 200)}");
+        switch (status)
+        {
+            case 429:
+                var wait = response.RetryAfter ?? (parsed.Code == "insufficient_quota" ? TimeSpan.FromMinutes(5) : TimeSpan.FromSeconds(1));
+                deployment.State.CoolDown(wait);
+                return AttemptOutcome.Failed(deployment, AttemptFailure.RateLimited,
+                    ApiError.RateLimited("Every deployment of this model is rate limited by its provider.", wait), detail, status, wait, started);
+            case 408 or >= 500:
+                return AttemptOutcome.Failed(deployment, AttemptFailure.ServerError,
+                    status == 504 ? ApiError.GatewayTimeout("The deployment timed out.") : ApiError.BadGateway("The deployment failed to answer."), detail, status, response.RetryAfter, started);
+            case 401 or 403 or 404:
+                // The gateway's own credential or deployment name is wrong: not the client's fault, so not a 401 for them.
+                return AttemptOutcome.Failed(deployment, AttemptFailure.Misconfigured,
+                    ApiError.BadGateway("The gateway is not configured correctly for this deployment.", "upstream_misconfigured"), detail, status, null, started);
+        }
+
+        if (IsContextLength(parsed))
+        {
+            return AttemptOutcome.Failed(deployment, AttemptFailure.ContextLength, parsed with { Status = 400, Code = "context_length_exceeded" }, detail, status, null, started);
+        }
+
+        if (IsContentFilter(parsed))
+        {
+            return AttemptOutcome.Failed(deployment, AttemptFailure.ContentFilter, parsed with { Status = 400, Code = "content_filter" }, detail, status, null, started);
+        }
+
+        return AttemptOutcome.Failed(deployment, AttemptFailure.ClientError, parsed, detail, status, null, started);
+    }
+
+    private static bool IsContextLength(ApiError error)
+        => error.Code is "context_length_exceeded" or "string_above_max_length"
+           || error.Message.Contains("maximum context length", StringComparison.OrdinalIgnoreCase)
+           || error.Message.Contains("context window", StringComparison.OrdinalIgnoreCase);
+
+    private static bool IsContentFilter(ApiError error)
+        => error.Code is "content_filter" or "content_policy_violation" or "ResponsibleAIPolicyViolation"
+           || error.Message.Contains("content management policy", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Reads an OpenAI or Azure error body into our shape, scrubbing anything that looks like a key.</summary>
+    internal static ApiError ParseError(ReadOnlySpan<byte> body, int status, Deployment deployment)
+    {
+        string? message = null;
+        string? type = null;
+        string? code = null;
+        string? param = null;
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+            {
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    if (!reader.ValueTextEquals("error"u8))
+                    {
+                        reader.Read();
+                        reader.Skip();
+                        continue;
+                    }
+
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        message = reader.GetString();
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartObject)
+                    {
+                        reader.Skip();
+                        continue;
+                    }
+
+                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                    {
+                        var name = reader.GetString();
+                        reader.Read();
+                        var value = reader.TokenType switch
+                        {
+                            JsonTokenType.String => reader.GetString(),
+                            JsonTokenType.Number => reader.GetInt64().ToString(CultureInfo.InvariantCulture),
+                            _ => null,
+                        };
+                        if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                        {
+                            reader.Skip();
+                        }
+
+                        switch (name)
+                        {
+                            case "message": message = value; break;
+                            case "type": type = value; break;
+                            case "code": code = value; break;
+                            case "param": param = value; break;
+                        }
+                    }
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            message = null;
+        }
+
+        message = message is null ? $"The deployment answered with HTTP {status}." : Scrub(message, deployment);
+        type ??= status switch
+        {
+            429 => "requests",
+            >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        return new ApiError(status, message, type, code, param);
+    }
+
+    /// <summary>Removes the deployment's credential and anything shaped like an API key from upstream text.</summary>
+    internal static string Scrub(string text, Deployment deployment)
+    {
+        if (deployment.Provider.ApiKey is { Value.Length: > 0 } key && text.Contains(key.Value, StringComparison.Ordinal))
+        {
+            text = text.Replace(key.Value, "***", StringComparison.Ordinal);
+        }
+
+        return KeyPattern().Replace(text, "***");
+    }
+
+    [GeneratedRegex(@"\b(sk|rk|pk|sess)-[A-Za-z0-9_\-*]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|\b[0-9a-f]{32}\b")]
+    private static partial Regex KeyPattern();
+
+    private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max] + "…";
+
+    /// <summary>Reads a whole body into a pooled buffer. Past <paramref name="limit"/> it throws, or cuts when <paramref name="truncate"/> is set.</summary>
+    internal static async ValueTask<(byte[] Buffer, int Length)> ReadAllAsync(Stream stream, int limit, CancellationToken cancellationToken, bool truncate = false)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(4096, limit + 1));
+        var length = 0;
+        try
+        {
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(limit + 1L, buffer.Length * 2L));
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+
+                // Room for one byte past the limit tells "exactly at the limit" from "over it".
+                var room = (int)Math.Min(buffer.Length, limit + 1L) - length;
+                var read = await stream.ReadAsync(buffer.AsMemory(length, room), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return (buffer, length);
+                }
+
+                length += read;
+                if (length > limit)
+                {
+                    if (truncate)
+                    {
+                        return (buffer, limit);
+                    }
+
+                    throw new InvalidDataException($"The upstream response is larger than {limit} bytes.");
+                }
+            }
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+    }
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Request {RequestId}: attempt on {Deployment} failed ({Failure}, upstream status {UpstreamStatus}): {Detail}")]
+    private static partial void LogAttemptFailed(ILogger logger, string requestId, string deployment, string failure, int upstreamStatus, string detail);
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Request {RequestId}: unexpected error while trying deployments")]
+    private static partial void LogUnexpected(ILogger logger, string requestId, Exception exception);
+}

@@ -1,0 +1,195 @@
+namespace ModelGateway.Routing;
+
+/// <summary>
+/// Live latency of one deployment, measured from real traffic: an EWMA of time to first token and of
+/// total duration for the <c>latency</c> strategy, and windowed percentiles for latency objectives.
+/// Writers take a short lock; readers (every routing decision) read published values without one.
+/// </summary>
+internal sealed class LatencyTracker
+{
+    /// <summary>How many recent samples the percentile window keeps at most.</summary>
+    public const int Capacity = 256;
+
+    /// <summary>Fewer samples than this and a percentile is "unknown": the deployment gets the benefit of the doubt.</summary>
+    public const int MinimumSamples = 5;
+
+    private const double Alpha = 0.2;
+    private const int RecomputeEverySamples = 16;
+    private static readonly TimeSpan RecomputeEvery = TimeSpan.FromMilliseconds(250);
+
+    private readonly TimeProvider _timeProvider;
+    private readonly Lock _gate = new();
+    private readonly long[] _at = new long[Capacity];
+    private readonly float[] _ttft = new float[Capacity];
+    private readonly float[] _duration = new float[Capacity];
+    private readonly float[] _scratch = new float[Capacity];
+    private int _next;
+    private int _count;
+    private int _sinceRecompute;
+    private long _lastRecompute;
+    private double _ewmaTtft = double.NaN;
+    private double _ewmaDuration = double.NaN;
+    private long _lastSampleAt;
+    private LatencySnapshot _snapshot = LatencySnapshot.Empty;
+
+    public LatencyTracker(TimeProvider timeProvider, TimeSpan window)
+    {
+        _timeProvider = timeProvider;
+        Window = window;
+    }
+
+    /// <summary>Samples older than this no longer count. Set from the routing file; a reload may change it.</summary>
+    public TimeSpan Window { get; set; }
+
+    /// <summary>EWMA of time to first token in milliseconds, or NaN before any streamed sample.</summary>
+    public double EwmaTtftMs => Volatile.Read(ref _ewmaTtft);
+
+    /// <summary>EWMA of whole-request duration in milliseconds, or NaN before any sample.</summary>
+    public double EwmaDurationMs => Volatile.Read(ref _ewmaDuration);
+
+    /// <summary>Timestamp (<see cref="TimeProvider.GetTimestamp"/>) of the newest sample, or 0.</summary>
+    public long LastSampleAt => Volatile.Read(ref _lastSampleAt);
+
+    /// <summary>The latest percentiles. Reads never block writers.</summary>
+    public LatencySnapshot Snapshot
+    {
+        get
+        {
+            var snapshot = Volatile.Read(ref _snapshot);
+            var last = LastSampleAt;
+            return last != 0 && _timeProvider.GetElapsedTime(last) > Window ? LatencySnapshot.Empty : snapshot;
+        }
+    }
+
+    /// <summary>True when the newest sample is still inside the window.</summary>
+    public bool IsFresh
+    {
+        get
+        {
+            var last = LastSampleAt;
+            return last != 0 && _timeProvider.GetElapsedTime(last) <= Window;
+        }
+    }
+
+    /// <summary>Records one finished (or timed-out) attempt. <paramref name="ttft"/> is null for non-streamed answers.</summary>
+    public void Record(TimeSpan? ttft, TimeSpan duration)
+    {
+        var now = _timeProvider.GetTimestamp();
+        lock (_gate)
+        {
+            var slot = _next;
+            _at[slot] = now;
+            _ttft[slot] = ttft is { } t ? (float)t.TotalMilliseconds : float.NaN;
+            _duration[slot] = (float)duration.TotalMilliseconds;
+            _next = (slot + 1) % Capacity;
+            _count = Math.Min(_count + 1, Capacity);
+
+            if (ttft is { } first)
+            {
+                _ewmaTtft = double.IsNaN(_ewmaTtft) ? first.TotalMilliseconds : (Alpha * first.TotalMilliseconds) + ((1 - Alpha) * _ewmaTtft);
+            }
+
+            var ms = duration.TotalMilliseconds;
+            _ewmaDuration = double.IsNaN(_ewmaDuration) ? ms : (Alpha * ms) + ((1 - Alpha) * _ewmaDuration);
+            Volatile.Write(ref _lastSampleAt, now);
+
+            if (++_sinceRecompute >= RecomputeEverySamples || _count <= MinimumSamples * 4 || _timeProvider.GetElapsedTime(_lastRecompute, now) >= RecomputeEvery)
+            {
+                Recompute(now);
+            }
+        }
+    }
+
+    /// <summary>Forgets every sample, e.g. when a deployment's endpoint changes on reload.</summary>
+    public void Reset()
+    {
+        lock (_gate)
+        {
+            _count = 0;
+            _next = 0;
+            _ewmaTtft = double.NaN;
+            _ewmaDuration = double.NaN;
+            Volatile.Write(ref _lastSampleAt, 0);
+            Volatile.Write(ref _snapshot, LatencySnapshot.Empty);
+        }
+    }
+
+    private void Recompute(long now)
+    {
+        _sinceRecompute = 0;
+        _lastRecompute = now;
+        var ttft = Collect(_ttft, now, out var ttftCount);
+        var (t50, t90, t95, t99) = Percentiles(ttft, ttftCount);
+        var duration = Collect(_duration, now, out var durationCount);
+        var (d50, d90, d95, d99) = Percentiles(duration, durationCount);
+        Volatile.Write(ref _snapshot, new LatencySnapshot(ttftCount, t50, t90, t95, t99, durationCount, d50, d90, d95, d99));
+    }
+
+    private Span<float> Collect(float[] source, long now, out int count)
+    {
+        count = 0;
+        for (var i = 0; i < _count; i++)
+        {
+            var value = source[i];
+            if (!float.IsNaN(value) && _timeProvider.GetElapsedTime(_at[i], now) <= Window)
+            {
+                _scratch[count++] = value;
+            }
+        }
+
+        var span = _scratch.AsSpan(0, count);
+        span.Sort();
+        return span;
+    }
+
+    private static (double P50, double P90, double P95, double P99) Percentiles(Span<float> sorted, int count)
+    {
+        if (count == 0)
+        {
+            return (double.NaN, double.NaN, double.NaN, double.NaN);
+        }
+
+        return (At(sorted, 0.50), At(sorted, 0.90), At(sorted, 0.95), At(sorted, 0.99));
+
+        // Nearest-rank percentile: the smallest sample with at least p of the samples at or below it.
+        static double At(Span<float> sorted, double p) => sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+    }
+}
+
+/// <summary>Percentiles of one deployment's recent latency, in milliseconds (NaN when unknown).</summary>
+internal sealed record LatencySnapshot(
+    int TtftSamples,
+    double TtftP50,
+    double TtftP90,
+    double TtftP95,
+    double TtftP99,
+    int DurationSamples,
+    double DurationP50,
+    double DurationP90,
+    double DurationP95,
+    double DurationP99)
+{
+    public static readonly LatencySnapshot Empty = new(0, double.NaN, double.NaN, double.NaN, double.NaN, 0, double.NaN, double.NaN, double.NaN, double.NaN);
+
+    /// <summary>The percentile a latency objective asks about, or NaN when there are too few samples.</summary>
+    public double Get(Configuration.LatencyMetric metric, int percentile)
+    {
+        var samples = metric == Configuration.LatencyMetric.Ttft ? TtftSamples : DurationSamples;
+        if (samples < LatencyTracker.MinimumSamples)
+        {
+            return double.NaN;
+        }
+
+        return (metric, percentile) switch
+        {
+            (Configuration.LatencyMetric.Ttft, <= 50) => TtftP50,
+            (Configuration.LatencyMetric.Ttft, <= 90) => TtftP90,
+            (Configuration.LatencyMetric.Ttft, <= 95) => TtftP95,
+            (Configuration.LatencyMetric.Ttft, _) => TtftP99,
+            (_, <= 50) => DurationP50,
+            (_, <= 90) => DurationP90,
+            (_, <= 95) => DurationP95,
+            _ => DurationP99,
+        };
+    }
+}

@@ -1,0 +1,528 @@
+using System.Buffers;
+using ModelGateway.Configuration;
+using ModelGateway.Forwarding;
+using ModelGateway.Resilience;
+using ModelGateway.State;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Routing;
+
+/// <summary>
+/// Picks, for one request, the order in which a route's deployments will be tried. Filters by what
+/// the request needs (operation, tools, images, structured output, context window), by route and
+/// key constraints, and by live health (circuit, 429 cool-down, RPM/TPM, capacity); then ranks by
+/// the route's strategy and latency objective. Pure and lock-free: no I/O, no waiting, and no
+/// allocation beyond the result.
+/// </summary>
+internal sealed class Router(TokenEstimator tokens)
+{
+    /// <summary>Score given to candidates that miss a latency objective, so they rank after every one that meets it.</summary>
+    private const double MissedSlo = 1e15;
+
+    private const double GoldenRatio = 0.6180339887498949;
+
+    public RoutingDecision Decide(GatewayRequest request, Route route, bool explain = false)
+    {
+        var targets = route.IsAuto ? request.Catalog.DeploymentList : route.Targets;
+        var count = targets.Length;
+        var views = ArrayPool<CandidateView>.Shared.Rent(Math.Max(count, 1));
+        try
+        {
+            return Decide(request, route, targets, views.AsSpan(0, count), explain);
+        }
+        finally
+        {
+            ArrayPool<CandidateView>.Shared.Return(views, clearArray: true);
+        }
+    }
+
+    private RoutingDecision Decide(GatewayRequest request, Route route, Deployment[] targets, Span<CandidateView> views, bool explain)
+    {
+        ref readonly var info = ref request.Info;
+        var needs = Needs(request.Operation, info);
+        var counter = route.Counters.Next();
+        var estimate = TokenEstimator.Estimate(info);
+        var expectedOutput = info.MaxTokens ?? route.ExpectedOutputTokens;
+        var slo = EffectiveSlo(route, request);
+        var caller = request.Caller;
+
+        var eligible = 0;
+        var furthest = Exclusion.None;
+        var furthestStage = -1;
+        long blockingTokens = 0;
+        long blockingLimit = 0;
+        var blockingRetry = TimeSpan.MaxValue;
+        double maxCost = 0;
+        double maxLatency = 0;
+        for (var i = 0; i < views.Length; i++)
+        {
+            ref var view = ref views[i];
+            var deployment = targets[i];
+            view.Deployment = deployment;
+            view.Position = i;
+            view.InputTokens = estimate;
+            view.TieBreak = (i + counter) % views.Length;
+            view.Exclusion = Check(request, route, caller, deployment, needs, ref view);
+            if (view.Exclusion != Exclusion.None)
+            {
+                var stage = Stage(view.Exclusion);
+                if (stage > furthestStage || (stage == furthestStage && view.Exclusion == Exclusion.ContextWindow && view.ContextLimit > blockingLimit))
+                {
+                    furthestStage = stage;
+                    furthest = view.Exclusion;
+                    if (view.Exclusion is Exclusion.ContextWindow or Exclusion.MaxOutput)
+                    {
+                        blockingTokens = view.InputTokens;
+                        blockingLimit = view.ContextLimit;
+                    }
+                }
+
+                if (stage == 3 && view.Unavailable < blockingRetry)
+                {
+                    blockingRetry = view.Unavailable;
+                }
+
+                continue;
+            }
+
+            eligible++;
+            view.InFlight = deployment.State.InFlight;
+            view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
+            view.LatencyMs = Latency(deployment, info.Stream);
+            if (slo is not null)
+            {
+                view.SloValueMs = deployment.State.Latency.Snapshot.Get(slo.Metric, slo.Percentile);
+                view.MeetsSlo = double.IsNaN(view.SloValueMs) || view.SloValueMs <= slo.Target.TotalMilliseconds;
+            }
+
+            maxCost = Math.Max(maxCost, view.Cost);
+            maxLatency = Math.Max(maxLatency, double.IsNaN(view.LatencyMs) ? 0 : view.LatencyMs);
+        }
+
+        var reason = Score(route, views, counter, slo, maxCost, maxLatency);
+        var best = -1;
+        if (eligible > 0 && ShouldExplore(route, slo, counter))
+        {
+            best = Explore(views);
+            if (best >= 0)
+            {
+                views[best].Score = double.NegativeInfinity;
+                reason = DecisionReason.Exploration;
+            }
+        }
+
+        var take = explain ? eligible : Math.Min(eligible, RankLimit(route));
+        var ranked = take == 0 ? [] : new Deployment[take];
+        CandidateView[]? explained = null;
+        if (explain)
+        {
+            explained = Explain(views);
+            for (var i = 0; i < take; i++)
+            {
+                ranked[i] = explained[i].Deployment;
+            }
+        }
+        else if (take > 0)
+        {
+            SelectTop(views, ranked);
+        }
+
+        return new RoutingDecision
+        {
+            Ranked = ranked,
+            Route = route,
+            Reason = reason,
+            Considered = views.Length,
+            Eligible = eligible,
+            EstimatedInputTokens = estimate,
+            ExpectedOutputTokens = expectedOutput,
+            Slo = slo,
+            Blocking = eligible == 0 ? furthest : Exclusion.None,
+            BlockingTokens = blockingTokens,
+            BlockingLimit = blockingLimit,
+            BlockingRetryAfter = blockingRetry == TimeSpan.MaxValue ? TimeSpan.Zero : blockingRetry,
+            Explained = explained,
+        };
+    }
+
+    /// <summary>What a request needs from a deployment, as capability flags.</summary>
+    public static Capabilities Needs(Operation operation, in RequestInfo info)
+    {
+        var needs = operation switch
+        {
+            Operation.ChatCompletions => Capabilities.Chat,
+            Operation.Completions => Capabilities.Completions,
+            _ => Capabilities.Embeddings,
+        };
+        if (info.HasTools)
+        {
+            needs |= Capabilities.Tools;
+        }
+
+        if (info.ImageCount > 0)
+        {
+            needs |= Capabilities.Vision;
+        }
+
+        if (info.ResponseFormat == ResponseFormatKind.JsonSchema)
+        {
+            needs |= Capabilities.JsonSchema;
+        }
+
+        return needs;
+    }
+
+    private Exclusion Check(GatewayRequest request, Route route, CallerIdentity caller, Deployment deployment, Capabilities needs, ref CandidateView view)
+    {
+        var missing = needs & ~deployment.Capabilities;
+        if (missing != Capabilities.None)
+        {
+            return (missing & (Capabilities.Chat | Capabilities.Completions | Capabilities.Embeddings)) != 0 ? Exclusion.Operation
+                : (missing & Capabilities.Tools) != 0 ? Exclusion.Tools
+                : (missing & Capabilities.Vision) != 0 ? Exclusion.Vision
+                : Exclusion.JsonSchema;
+        }
+
+        if (!Allowed(deployment, route.AllowedTiers, route.AllowedRegions, route.RequiredTags))
+        {
+            return Exclusion.RouteConstraint;
+        }
+
+        if (caller.HasDeploymentConstraints && !Allowed(deployment, caller.AllowedTiers, caller.AllowedRegions, caller.RequiredTags))
+        {
+            return Exclusion.KeyConstraint;
+        }
+
+        ref readonly var info = ref request.Info;
+        if (info.MaxTokens is { } maxTokens && deployment.MaxOutputTokens is { } maxOutput && maxTokens > maxOutput)
+        {
+            view.ContextLimit = maxOutput;
+            view.InputTokens = maxTokens;
+            return Exclusion.MaxOutput;
+        }
+
+        if (deployment.ContextWindow is { } window && request.Operation != Operation.Embeddings)
+        {
+            // The cheap upper bound settles most requests; the tokenizer runs only near the limit.
+            var budget = window - (long)(info.MaxTokens ?? 1);
+            if (TokenEstimator.UpperBound(info) > budget)
+            {
+                var exact = tokens.Count(request, deployment.Tokenizer);
+                view.InputTokens = exact;
+                if (exact > budget)
+                {
+                    view.ContextLimit = window;
+                    return Exclusion.ContextWindow;
+                }
+            }
+        }
+
+        var state = deployment.State;
+        if (state.Circuit.Status == CircuitStatus.Open)
+        {
+            view.Unavailable = state.Circuit.OpenRemaining;
+            return Exclusion.CircuitOpen;
+        }
+
+        var cooling = state.CoolingRemaining;
+        if (cooling > TimeSpan.Zero)
+        {
+            view.Unavailable = cooling;
+            return Exclusion.CoolingDown;
+        }
+
+        var limited = state.LimitedRemaining;
+        if (limited > TimeSpan.Zero)
+        {
+            view.Unavailable = limited;
+            return Exclusion.RateLimited;
+        }
+
+        if (deployment.Capacity is { } capacity && state.InFlight >= capacity)
+        {
+            view.Unavailable = TimeSpan.FromSeconds(1);
+            return Exclusion.AtCapacity;
+        }
+
+        return Exclusion.None;
+    }
+
+    private static bool Allowed(Deployment deployment, DeploymentTier[]? tiers, string[]? regions, string[]? tags)
+    {
+        if (tiers is not null && Array.IndexOf(tiers, deployment.Tier) < 0)
+        {
+            return false;
+        }
+
+        if (regions is not null && (deployment.Region is null || Array.IndexOf(regions, deployment.Region) < 0))
+        {
+            return false;
+        }
+
+        if (tags is not null)
+        {
+            foreach (var tag in tags)
+            {
+                if (Array.IndexOf(deployment.Tags, tag) < 0)
+                {
+                    return false;
+                }
+            }
+        }
+
+        return true;
+    }
+
+    // 0: the deployment cannot do it; 1: it may not; 2: the request does not fit; 3: it is busy or unwell right now.
+    private static int Stage(Exclusion exclusion) => exclusion switch
+    {
+        Exclusion.Operation or Exclusion.Tools or Exclusion.Vision or Exclusion.JsonSchema => 0,
+        Exclusion.RouteConstraint or Exclusion.KeyConstraint => 1,
+        Exclusion.ContextWindow or Exclusion.MaxOutput => 2,
+        _ => 3,
+    };
+
+    /// <summary>USD for this request; a self-hosted deployment priced by the hour costs nothing more per request while it has room.</summary>
+    public static double EstimateCost(Deployment deployment, long inputTokens, long outputTokens)
+        => deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(inputTokens, 0, outputTokens);
+
+    /// <summary>EWMA time to first token for streams, total duration otherwise; NaN when unknown or stale.</summary>
+    public static double Latency(Deployment deployment, bool stream)
+    {
+        var tracker = deployment.State.Latency;
+        if (!tracker.IsFresh)
+        {
+            return double.NaN;
+        }
+
+        var primary = stream ? tracker.EwmaTtftMs : tracker.EwmaDurationMs;
+        return double.IsNaN(primary) ? (stream ? tracker.EwmaDurationMs : tracker.EwmaTtftMs) : primary;
+    }
+
+    private static SloSettings? EffectiveSlo(Route route, GatewayRequest request)
+    {
+        if (request.SloOverride is not { } target)
+        {
+            return route.Slo;
+        }
+
+        var slo = route.Slo ?? new SloSettings(LatencyMetric.Ttft, 90, target, AllowRequestOverride: true);
+        return slo with { Target = target };
+    }
+
+    private static DecisionReason Score(Route route, Span<CandidateView> views, long counter, SloSettings? slo, double maxCost, double maxLatency)
+    {
+        DecisionReason reason;
+        switch (route.Strategy)
+        {
+            case RoutingStrategyKind.Weighted:
+                reason = DecisionReason.Weighted;
+                PickWeighted(route, views, counter);
+                break;
+            case RoutingStrategyKind.Cost:
+                reason = DecisionReason.Cheapest;
+                foreach (ref var view in views)
+                {
+                    view.Score = view.Cost;
+                }
+
+                break;
+            case RoutingStrategyKind.Latency:
+                reason = DecisionReason.Fastest;
+                foreach (ref var view in views)
+                {
+                    view.Score = double.IsNaN(view.LatencyMs) ? 0 : view.LatencyMs;
+                }
+
+                break;
+            case RoutingStrategyKind.LeastBusy:
+                reason = DecisionReason.LeastBusy;
+                foreach (ref var view in views)
+                {
+                    view.Score = view.Deployment.Capacity is { } capacity ? view.InFlight / (double)capacity : view.InFlight;
+                }
+
+                break;
+            case RoutingStrategyKind.Balanced:
+                reason = DecisionReason.Balanced;
+                foreach (ref var view in views)
+                {
+                    var cost = maxCost > 0 ? view.Cost / maxCost : 0;
+                    var latency = maxLatency > 0 && !double.IsNaN(view.LatencyMs) ? view.LatencyMs / maxLatency : 0;
+                    view.Score = (route.CostWeight * cost) + (route.LatencyWeight * latency);
+                }
+
+                break;
+            default:
+                reason = DecisionReason.Priority;
+                foreach (ref var view in views)
+                {
+                    view.Score = view.Position;
+                }
+
+                break;
+        }
+
+        if (slo is null)
+        {
+            return reason;
+        }
+
+        var anyMeets = false;
+        foreach (ref var view in views)
+        {
+            if (view.Exclusion != Exclusion.None)
+            {
+                continue;
+            }
+
+            if (view.MeetsSlo)
+            {
+                anyMeets = true;
+            }
+            else
+            {
+                view.Score = MissedSlo + (double.IsNaN(view.SloValueMs) ? 0 : view.SloValueMs);
+            }
+        }
+
+        return anyMeets ? DecisionReason.SloMet : DecisionReason.SloMissedFastest;
+    }
+
+    // A low-discrepancy sequence spreads picks by weight evenly and deterministically, without a lock.
+    private static void PickWeighted(Route route, Span<CandidateView> views, long counter)
+    {
+        double total = 0;
+        foreach (ref var view in views)
+        {
+            view.Score = view.Position;
+            if (view.Exclusion == Exclusion.None)
+            {
+                total += Weight(route, view.Position);
+            }
+        }
+
+        if (total <= 0)
+        {
+            return;
+        }
+
+        var point = (counter * GoldenRatio % 1.0) * total;
+        foreach (ref var view in views)
+        {
+            if (view.Exclusion != Exclusion.None)
+            {
+                continue;
+            }
+
+            point -= Weight(route, view.Position);
+            if (point < 0)
+            {
+                view.Score = -1;
+                return;
+            }
+        }
+    }
+
+    private static double Weight(Route route, int position) => route.IsAuto || position >= route.Weights.Length ? 1 : route.Weights[position];
+
+    private static bool ShouldExplore(Route route, SloSettings? slo, long counter)
+    {
+        if (route.Exploration <= 0 || (slo is null && route.Strategy is not (RoutingStrategyKind.Latency or RoutingStrategyKind.Balanced)))
+        {
+            return false;
+        }
+
+        var period = Math.Max(2, (long)Math.Round(1 / route.Exploration));
+        return counter % period == 0;
+    }
+
+    // The eligible candidate measured longest ago (or never), unless it would be first anyway.
+    private static int Explore(Span<CandidateView> views)
+    {
+        var current = -1;
+        var stalest = -1;
+        var stalestAt = long.MaxValue;
+        for (var i = 0; i < views.Length; i++)
+        {
+            ref var view = ref views[i];
+            if (view.Exclusion != Exclusion.None)
+            {
+                continue;
+            }
+
+            if (current < 0 || Better(view, views[current]))
+            {
+                current = i;
+            }
+
+            var at = view.Deployment.State.Latency.LastSampleAt;
+            if (at < stalestAt)
+            {
+                stalestAt = at;
+                stalest = i;
+            }
+        }
+
+        return stalest == current ? -1 : stalest;
+    }
+
+    private static bool Better(in CandidateView a, in CandidateView b)
+        => a.Score < b.Score || (a.Score == b.Score && a.TieBreak < b.TieBreak);
+
+    // Keeps the best few in order in one pass: failover rarely needs more than three or four.
+    private static void SelectTop(Span<CandidateView> views, Deployment[] ranked)
+    {
+        Span<int> top = stackalloc int[ranked.Length];
+        var filled = 0;
+        for (var i = 0; i < views.Length; i++)
+        {
+            if (views[i].Exclusion != Exclusion.None)
+            {
+                continue;
+            }
+
+            if (filled == top.Length && !Better(views[i], views[top[filled - 1]]))
+            {
+                continue;
+            }
+
+            var at = filled < top.Length ? filled++ : filled - 1;
+            while (at > 0 && Better(views[i], views[top[at - 1]]))
+            {
+                top[at] = top[at - 1];
+                at--;
+            }
+
+            top[at] = i;
+        }
+
+        for (var i = 0; i < ranked.Length; i++)
+        {
+            ranked[i] = views[top[i]].Deployment;
+        }
+    }
+
+    private static int RankLimit(Route route)
+        => Math.Max(route.Resilience.MaxAttempts, route.Resilience.Hedging?.MaxAttempts ?? 0) + 2;
+
+    private static CandidateView[] Explain(Span<CandidateView> views)
+    {
+        var all = views.ToArray();
+        Array.Sort(all, static (a, b) =>
+        {
+            if ((a.Exclusion == Exclusion.None) != (b.Exclusion == Exclusion.None))
+            {
+                return a.Exclusion == Exclusion.None ? -1 : 1;
+            }
+
+            if (a.Exclusion != Exclusion.None)
+            {
+                return a.Position.CompareTo(b.Position);
+            }
+
+            return Better(a, b) ? -1 : Better(b, a) ? 1 : 0;
+        });
+        return all;
+    }
+}

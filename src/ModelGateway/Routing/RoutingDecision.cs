@@ -1,0 +1,111 @@
+using ModelGateway.Configuration;
+
+namespace ModelGateway.Routing;
+
+/// <summary>Why a deployment was left out of a decision. The order is the order filters run in.</summary>
+internal enum Exclusion : byte
+{
+    None,
+    Operation,
+    Tools,
+    Vision,
+    JsonSchema,
+    RouteConstraint,
+    KeyConstraint,
+    ContextWindow,
+    MaxOutput,
+    CircuitOpen,
+    CoolingDown,
+    RateLimited,
+    AtCapacity,
+}
+
+/// <summary>Why the first candidate is first.</summary>
+internal enum DecisionReason : byte
+{
+    Priority,
+    Weighted,
+    Cheapest,
+    Fastest,
+    LeastBusy,
+    Balanced,
+    SloMet,
+    SloMissedFastest,
+    Exploration,
+}
+
+/// <summary>One deployment as a decision saw it: what it would cost, how fast it is, and whether it may serve.</summary>
+internal struct CandidateView
+{
+    public Deployment Deployment;
+    public int Position;
+    public Exclusion Exclusion;
+    public long InputTokens;
+    public long ContextLimit;
+    public double Cost;
+    public double LatencyMs;
+    public double SloValueMs;
+    public bool MeetsSlo;
+    public int InFlight;
+    public double Score;
+    public long TieBreak;
+    public TimeSpan Unavailable;
+}
+
+/// <summary>
+/// The outcome of routing one request: candidates in the order they will be tried, and why.
+/// The ranked array is the only allocation a decision makes on the hot path.
+/// </summary>
+internal sealed class RoutingDecision
+{
+    public required Deployment[] Ranked { get; init; }
+    public required Route Route { get; init; }
+    public required DecisionReason Reason { get; init; }
+    public required int Considered { get; init; }
+    public required int Eligible { get; init; }
+    public required long EstimatedInputTokens { get; init; }
+    public required int ExpectedOutputTokens { get; init; }
+    public SloSettings? Slo { get; init; }
+
+    /// <summary>When nothing is eligible: the furthest any candidate got, and its numbers.</summary>
+    public Exclusion Blocking { get; init; }
+    public long BlockingTokens { get; init; }
+    public long BlockingLimit { get; init; }
+    public TimeSpan BlockingRetryAfter { get; init; }
+
+    /// <summary>Every candidate, ranked then excluded; only filled by <c>/v1/route/explain</c>.</summary>
+    public CandidateView[]? Explained { get; init; }
+
+    public string ReasonText => Describe(Route.StrategyName, Reason);
+
+    public static string Describe(string strategy, DecisionReason reason) => reason switch
+    {
+        DecisionReason.Priority => "priority: first eligible target",
+        DecisionReason.Weighted => "weighted: picked by weight",
+        DecisionReason.Cheapest => "cost: lowest estimated cost",
+        DecisionReason.Fastest => "latency: lowest measured latency",
+        DecisionReason.LeastBusy => "least-busy: fewest requests in flight",
+        DecisionReason.Balanced => "balanced: best cost/latency score",
+        DecisionReason.SloMet => "slo: cheapest deployment meeting the latency target",
+        DecisionReason.SloMissedFastest => "slo: none meets the target; fastest",
+        DecisionReason.Exploration => strategy + ": exploring a deployment with stale latency data",
+        _ => strategy,
+    };
+
+    public static string Describe(Exclusion exclusion) => exclusion switch
+    {
+        Exclusion.Operation => "does not serve this operation",
+        Exclusion.Tools => "no tool support",
+        Exclusion.Vision => "no image input support",
+        Exclusion.JsonSchema => "no structured output (json_schema) support",
+        Exclusion.RouteConstraint => "outside the route's allowed tiers, regions or tags",
+        Exclusion.KeyConstraint => "outside the API key's allowed tiers, regions or tags",
+        Exclusion.ContextWindow => "prompt and max_tokens exceed the context window",
+        Exclusion.MaxOutput => "max_tokens exceeds the deployment's output limit",
+        Exclusion.CircuitOpen => "circuit open after repeated failures",
+        Exclusion.CoolingDown => "cooling down after the provider returned 429",
+        Exclusion.RateLimited => "at its RPM/TPM limit",
+        Exclusion.AtCapacity => "at its concurrency capacity",
+        _ => "eligible",
+    };
+}

@@ -1,0 +1,658 @@
+using System.Text.Json;
+
+namespace ModelGateway.Wire;
+
+/// <summary>The OpenAI operations the gateway serves.</summary>
+internal enum Operation
+{
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+/// <summary>What <c>response_format</c> asks for.</summary>
+internal enum ResponseFormatKind
+{
+    None,
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+/// <summary>
+/// What routing, limits and forwarding need to know about a request body, read in one
+/// <see cref="Utf8JsonReader"/> pass. Offsets point into the body so the upstream body can be
+/// spliced (model rewritten, usage requested) without re-serializing it.
+/// </summary>
+internal struct RequestInfo
+{
+    public int BodyStart;
+    public int ModelStart;
+    public int ModelLength;
+    public bool Stream;
+    public bool StreamOptionsPresent;
+    public int StreamOptionsStart;
+    public bool StreamOptionsEmpty;
+    public bool? IncludeUsage;
+    public int IncludeUsageStart;
+    public int IncludeUsageLength;
+    public int? MaxTokens;
+    public int N;
+    public bool HasTools;
+    public int ImageCount;
+    public ResponseFormatKind ResponseFormat;
+    public int MessageCount;
+    public int MessagesEnd;
+    public long TextBytes;
+    public long TokenIds;
+    public int InputCount;
+
+    /// <summary>Whether the client asked for the final usage chunk itself.</summary>
+    public readonly bool ClientWantsUsage => IncludeUsage == true;
+}
+
+/// <summary>Why a request body was refused, in OpenAI's terms.</summary>
+internal readonly record struct RequestProblem(string Message, string? Param, string Code = "invalid_request_error");
+
+/// <summary>Reads and validates an OpenAI request body without building a DOM.</summary>
+internal static class RequestParser
+{
+    public const int MaxModelNameLength = 256;
+
+    public static bool TryParse(ReadOnlySpan<byte> body, Operation operation, int maxDepth, out RequestInfo info, out RequestProblem problem)
+    {
+        info = default;
+        info.N = 1;
+        problem = default;
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = maxDepth, CommentHandling = JsonCommentHandling.Disallow });
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                problem = new("The request body must be a JSON object.", null);
+                return false;
+            }
+
+            info.BodyStart = (int)reader.TokenStartIndex;
+            var sawMessages = false;
+            var sawInput = false;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("model"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        info.ModelLength = 0;
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        return TypeError("model", "a string", ref reader, out problem);
+                    }
+
+                    info.ModelStart = (int)reader.TokenStartIndex;
+                    info.ModelLength = reader.ValueSpan.Length + 2;
+                    if (reader.ValueSpan.Length > MaxModelNameLength)
+                    {
+                        problem = new($"'model' is longer than {MaxModelNameLength} characters.", "model");
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("messages"u8))
+                {
+                    reader.Read();
+                    if (operation != Operation.ChatCompletions)
+                    {
+                        reader.Skip();
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartArray)
+                    {
+                        return TypeError("messages", "an array of message objects", ref reader, out problem);
+                    }
+
+                    if (!ReadMessages(ref reader, ref info, out problem))
+                    {
+                        return false;
+                    }
+
+                    sawMessages = true;
+                }
+                else if (reader.ValueTextEquals("prompt"u8) && operation == Operation.Completions)
+                {
+                    reader.Read();
+                    if (!ReadTextOrTokens(ref reader, ref info, "prompt", out problem))
+                    {
+                        return false;
+                    }
+
+                    sawInput = true;
+                }
+                else if (reader.ValueTextEquals("input"u8) && operation == Operation.Embeddings)
+                {
+                    reader.Read();
+                    if (!ReadTextOrTokens(ref reader, ref info, "input", out problem))
+                    {
+                        return false;
+                    }
+
+                    sawInput = true;
+                }
+                else if (reader.ValueTextEquals("stream"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType is JsonTokenType.True or JsonTokenType.False)
+                    {
+                        info.Stream = reader.TokenType == JsonTokenType.True;
+                    }
+                    else if (reader.TokenType != JsonTokenType.Null)
+                    {
+                        return TypeError("stream", "a boolean", ref reader, out problem);
+                    }
+                }
+                else if (reader.ValueTextEquals("stream_options"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartObject)
+                    {
+                        return TypeError("stream_options", "an object", ref reader, out problem);
+                    }
+
+                    if (!ReadStreamOptions(ref reader, ref info, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("max_tokens"u8) || reader.ValueTextEquals("max_completion_tokens"u8))
+                {
+                    var name = reader.ValueTextEquals("max_tokens"u8) ? "max_tokens" : "max_completion_tokens";
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out var maxTokens))
+                    {
+                        return TypeError(name, "an integer", ref reader, out problem);
+                    }
+
+                    if (maxTokens < 1)
+                    {
+                        problem = new($"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {maxTokens} instead.", name, "integer_below_min_value");
+                        return false;
+                    }
+
+                    info.MaxTokens = info.MaxTokens is { } existing ? Math.Min(existing, maxTokens) : maxTokens;
+                }
+                else if (reader.ValueTextEquals("n"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out var n))
+                    {
+                        return TypeError("n", "an integer", ref reader, out problem);
+                    }
+
+                    if (n is < 1 or > 128)
+                    {
+                        problem = new($"Invalid 'n': expected a value between 1 and 128, but got {n} instead.", "n", "invalid_value");
+                        return false;
+                    }
+
+                    info.N = n;
+                }
+                else if (reader.ValueTextEquals("temperature"u8))
+                {
+                    if (!ReadBoundedNumber(ref reader, "temperature", 0, 2, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("top_p"u8))
+                {
+                    if (!ReadBoundedNumber(ref reader, "top_p", 0, 1, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("presence_penalty"u8))
+                {
+                    if (!ReadBoundedNumber(ref reader, "presence_penalty", -2, 2, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("frequency_penalty"u8))
+                {
+                    if (!ReadBoundedNumber(ref reader, "frequency_penalty", -2, 2, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("functions"u8))
+                {
+                    var name = reader.ValueTextEquals("tools"u8) ? "tools" : "functions";
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartArray)
+                    {
+                        return TypeError(name, "an array", ref reader, out problem);
+                    }
+
+                    // Tool definitions are sent to the model as text, so they count towards the input.
+                    var start = reader.TokenStartIndex;
+                    reader.Skip();
+                    var length = reader.BytesConsumed - start;
+                    info.TextBytes += length;
+                    info.HasTools |= length > 2;
+                }
+                else if (reader.ValueTextEquals("response_format"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Null)
+                    {
+                        continue;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartObject)
+                    {
+                        return TypeError("response_format", "an object", ref reader, out problem);
+                    }
+
+                    if (!ReadResponseFormat(ref reader, ref info, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else
+                {
+                    // Unknown and pass-through fields (tool_choice, seed, user, metadata, new OpenAI parameters).
+                    reader.Read();
+                    reader.Skip();
+                }
+            }
+
+            if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
+            {
+                problem = new("The request body must be a single JSON object.", null);
+                return false;
+            }
+        }
+        catch (JsonException ex)
+        {
+            problem = ex.Message.Contains("depth", StringComparison.OrdinalIgnoreCase)
+                ? new($"The JSON body is nested more than {maxDepth} levels deep.", null)
+                : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
+            return false;
+        }
+
+        if (info.ModelLength == 0)
+        {
+            problem = new("You must provide a model parameter.", "model", "missing_required_parameter");
+            return false;
+        }
+
+        if (operation == Operation.ChatCompletions && !sawMessages)
+        {
+            problem = new("Missing required parameter: 'messages'.", "messages", "missing_required_parameter");
+            return false;
+        }
+
+        if (operation == Operation.ChatCompletions && info.MessageCount == 0)
+        {
+            problem = new("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", "messages", "empty_array");
+            return false;
+        }
+
+        if (operation != Operation.ChatCompletions && !sawInput)
+        {
+            var name = operation == Operation.Embeddings ? "input" : "prompt";
+            problem = new($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
+            return false;
+        }
+
+        if (operation == Operation.Embeddings && info.Stream)
+        {
+            problem = new("Embeddings cannot be streamed.", "stream", "invalid_value");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Copies the requested model name into <paramref name="destination"/>; false when it does not fit.</summary>
+    public static bool TryGetModel(ReadOnlySpan<byte> body, in RequestInfo info, Span<char> destination, out int written)
+    {
+        written = 0;
+        var reader = new Utf8JsonReader(body.Slice(info.ModelStart, info.ModelLength));
+        if (!reader.Read() || reader.TokenType != JsonTokenType.String)
+        {
+            return false;
+        }
+
+        try
+        {
+            written = reader.CopyString(destination);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    public static string GetModel(ReadOnlySpan<byte> body, in RequestInfo info)
+    {
+        var reader = new Utf8JsonReader(body.Slice(info.ModelStart, info.ModelLength));
+        reader.Read();
+        return reader.GetString() ?? string.Empty;
+    }
+
+    private static bool ReadMessages(ref Utf8JsonReader reader, ref RequestInfo info, out RequestProblem problem)
+    {
+        problem = default;
+        var index = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                return TypeError($"messages[{index}]", "an object", ref reader, out problem);
+            }
+
+            var hasRole = false;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("role"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.String)
+                    {
+                        return TypeError($"messages[{index}].role", "a string", ref reader, out problem);
+                    }
+
+                    hasRole = true;
+                }
+                else if (reader.ValueTextEquals("content"u8))
+                {
+                    reader.Read();
+                    switch (reader.TokenType)
+                    {
+                        case JsonTokenType.String:
+                            info.TextBytes += reader.ValueSpan.Length;
+                            break;
+                        case JsonTokenType.StartArray:
+                            if (!ReadContentParts(ref reader, ref info, index, out problem))
+                            {
+                                return false;
+                            }
+
+                            break;
+                        case JsonTokenType.Null:
+                            break;
+                        default:
+                            return TypeError($"messages[{index}].content", "a string or an array of content parts", ref reader, out problem);
+                    }
+                }
+                else if (reader.ValueTextEquals("name"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        info.TextBytes += reader.ValueSpan.Length;
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
+                }
+                else
+                {
+                    // tool_calls, tool_call_id, refusal, audio...: count their raw size as text.
+                    reader.Read();
+                    var start = reader.TokenStartIndex;
+                    reader.Skip();
+                    info.TextBytes += reader.BytesConsumed - start;
+                }
+            }
+
+            if (!hasRole)
+            {
+                problem = new($"Missing required parameter: 'messages[{index}].role'.", $"messages[{index}].role", "missing_required_parameter");
+                return false;
+            }
+
+            index++;
+        }
+
+        info.MessageCount = index;
+        info.MessagesEnd = (int)reader.TokenStartIndex;
+        return true;
+    }
+
+    private static bool ReadContentParts(ref Utf8JsonReader reader, ref RequestInfo info, int messageIndex, out RequestProblem problem)
+    {
+        problem = default;
+        var part = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                return TypeError($"messages[{messageIndex}].content[{part}]", "an object", ref reader, out problem);
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("text"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        info.TextBytes += reader.ValueSpan.Length;
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
+                }
+                else if (reader.ValueTextEquals("image_url"u8))
+                {
+                    info.ImageCount++;
+                    reader.Read();
+                    reader.Skip();
+                }
+                else
+                {
+                    reader.Read();
+                    reader.Skip();
+                }
+            }
+
+            part++;
+        }
+
+        return true;
+    }
+
+    private static bool ReadTextOrTokens(ref Utf8JsonReader reader, ref RequestInfo info, string name, out RequestProblem problem)
+    {
+        problem = default;
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                info.TextBytes += reader.ValueSpan.Length;
+                info.InputCount = 1;
+                return true;
+            case JsonTokenType.StartArray:
+                break;
+            default:
+                return TypeError(name, "a string or an array", ref reader, out problem);
+        }
+
+        var count = 0;
+        var sawNumbers = false;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.String:
+                    info.TextBytes += reader.ValueSpan.Length;
+                    count++;
+                    break;
+                case JsonTokenType.Number:
+                    info.TokenIds++;
+                    sawNumbers = true;
+                    break;
+                case JsonTokenType.StartArray:
+                    while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                    {
+                        if (reader.TokenType != JsonTokenType.Number)
+                        {
+                            return TypeError($"{name}[{count}]", "an array of token ids", ref reader, out problem);
+                        }
+
+                        info.TokenIds++;
+                    }
+
+                    count++;
+                    break;
+                default:
+                    return TypeError($"{name}[{count}]", "a string or an array of token ids", ref reader, out problem);
+            }
+        }
+
+        info.InputCount = sawNumbers ? count + 1 : count;
+        if (info.InputCount == 0)
+        {
+            problem = new($"Invalid '{name}': empty array. Expected an array with minimum length 1.", name, "empty_array");
+            return false;
+        }
+
+        if (info.InputCount > 2048)
+        {
+            problem = new($"Invalid '{name}': array too long. Expected an array with maximum length 2048, but got {info.InputCount} instead.", name, "array_above_max_length");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool ReadStreamOptions(ref Utf8JsonReader reader, ref RequestInfo info, out RequestProblem problem)
+    {
+        problem = default;
+        info.StreamOptionsPresent = true;
+        info.StreamOptionsStart = (int)reader.TokenStartIndex;
+        info.StreamOptionsEmpty = true;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            info.StreamOptionsEmpty = false;
+            if (reader.ValueTextEquals("include_usage"u8))
+            {
+                reader.Read();
+                if (reader.TokenType is not (JsonTokenType.True or JsonTokenType.False))
+                {
+                    return TypeError("stream_options.include_usage", "a boolean", ref reader, out problem);
+                }
+
+                info.IncludeUsage = reader.TokenType == JsonTokenType.True;
+                info.IncludeUsageStart = (int)reader.TokenStartIndex;
+                info.IncludeUsageLength = info.IncludeUsage.Value ? 4 : 5;
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+
+        return true;
+    }
+
+    private static bool ReadResponseFormat(ref Utf8JsonReader reader, ref RequestInfo info, out RequestProblem problem)
+    {
+        problem = default;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("type"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.String)
+                {
+                    return TypeError("response_format.type", "a string", ref reader, out problem);
+                }
+
+                info.ResponseFormat = reader.ValueTextEquals("json_schema"u8) ? ResponseFormatKind.JsonSchema
+                    : reader.ValueTextEquals("json_object"u8) ? ResponseFormatKind.JsonObject
+                    : reader.ValueTextEquals("text"u8) ? ResponseFormatKind.Text
+                    : ResponseFormatKind.None;
+                if (info.ResponseFormat == ResponseFormatKind.None)
+                {
+                    problem = new("Invalid 'response_format.type': expected one of 'text', 'json_object', 'json_schema'.", "response_format.type", "invalid_value");
+                    return false;
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+
+        return true;
+    }
+
+    private static bool ReadBoundedNumber(ref Utf8JsonReader reader, string name, double min, double max, out RequestProblem problem)
+    {
+        problem = default;
+        reader.Read();
+        if (reader.TokenType == JsonTokenType.Null)
+        {
+            return true;
+        }
+
+        if (reader.TokenType != JsonTokenType.Number || !reader.TryGetDouble(out var value))
+        {
+            return TypeError(name, "a number", ref reader, out problem);
+        }
+
+        if (value < min || value > max || double.IsNaN(value))
+        {
+            problem = new($"Invalid '{name}': expected a value between {min} and {max}, but got {value} instead.", name, "invalid_value");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool TypeError(string param, string expected, ref Utf8JsonReader reader, out RequestProblem problem)
+    {
+        var actual = reader.TokenType switch
+        {
+            JsonTokenType.String => "a string",
+            JsonTokenType.Number => "a number",
+            JsonTokenType.True or JsonTokenType.False => "a boolean",
+            JsonTokenType.StartArray => "an array",
+            JsonTokenType.StartObject => "an object",
+            JsonTokenType.Null => "null",
+            _ => "something else",
+        };
+        problem = new($"Invalid type for '{param}': expected {expected}, but got {actual} instead.", param, "invalid_type");
+        return false;
+    }
+}
