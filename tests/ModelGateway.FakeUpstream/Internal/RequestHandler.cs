@@ -109,6 +109,12 @@ internal sealed class RequestHandler
         }
         catch (Exception) when (cancellation.IsCancellationRequested)
         {
+            if (!context.RequestAborted.IsCancellationRequested)
+            {
+                // The server is shutting down: cut the connection rather than let Kestrel end the response cleanly.
+                context.Abort();
+            }
+
             completion.TrySetResult(state.Outcome(requestAborted: true));
         }
         catch (Exception ex)

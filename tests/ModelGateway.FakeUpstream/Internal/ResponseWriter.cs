@@ -10,6 +10,13 @@ namespace ModelGateway.FakeUpstream.Internal;
 /// </summary>
 internal sealed class ResponseWriter
 {
+    /// <summary>
+    /// How long bytes already flushed get to reach the client before a mid-body reset. Abort drops output the
+    /// transport has not sent yet, so without this pause the client could see the reset before the chunks
+    /// it is supposed to have received first.
+    /// </summary>
+    private static readonly TimeSpan ResetSettleTime = TimeSpan.FromMilliseconds(50);
+
     private readonly TimeProvider _time;
 
     public ResponseWriter(TimeProvider time) => _time = time;
@@ -104,6 +111,7 @@ internal sealed class ResponseWriter
                 response.ContentLength = body.Length;
                 ApplyHeaders(response, behavior);
                 await WriteAndFlushAsync(response.BodyWriter, body[..(body.Length / 2)], state, cancellationToken).ConfigureAwait(false);
+                await DelayAsync(ResetSettleTime, cancellationToken).ConfigureAwait(false);
                 Abort(context, state);
                 return;
             case UpstreamFault.IdleGap:
@@ -165,6 +173,7 @@ internal sealed class ResponseWriter
                 switch (behavior.Fault)
                 {
                     case UpstreamFault.ResetAfterChunks:
+                        await DelayAsync(ResetSettleTime, cancellationToken).ConfigureAwait(false);
                         Abort(context, state);
                         return;
                     case UpstreamFault.TruncatedStream:

@@ -37,8 +37,16 @@ internal static class FakeUpstreamTestKit
         return body.ToJsonString();
     }
 
-    /// <summary>A fresh client, so no pooled connection is shared between requests of a test.</summary>
-    public static HttpClient NewClient(FakeUpstreamServer server) => new() { BaseAddress = server.BaseUri, Timeout = Timeout.InfiniteTimeSpan };
+    /// <summary>
+    /// A fresh client, so no pooled connection is shared with other tests. Disposing an unfinished response
+    /// closes its connection at once (no draining), which is how a gateway cancelling upstream behaves.
+    /// </summary>
+    public static HttpClient NewClient(FakeUpstreamServer server) =>
+        new(new SocketsHttpHandler { ResponseDrainTimeout = TimeSpan.Zero, UseCookies = false })
+        {
+            BaseAddress = server.BaseUri,
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
 
     public static HttpRequestMessage Post(string path, string json, string? bearer = null)
     {

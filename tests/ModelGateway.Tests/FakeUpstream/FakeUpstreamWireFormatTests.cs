@@ -468,7 +468,7 @@ public sealed class FakeUpstreamWireFormatTests
     {
         await using var server = await FakeUpstreamServer.StartAsync();
         server.DefaultBehavior = new UpstreamBehavior { Headers = new Dictionary<string, string> { ["openai-organization"] = "org-fake", ["set-cookie"] = "a=b" } };
-        using var http = new HttpClient(new HttpClientHandler { UseCookies = false }) { BaseAddress = server.BaseUri };
+        using var http = NewClient(server);
 
         using var response = await SendAsync(http, Post("/v1/chat/completions", ChatBody(stream: true)));
 
