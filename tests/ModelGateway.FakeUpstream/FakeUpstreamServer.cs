@@ -69,7 +69,8 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
             ApplicationName = typeof(FakeUpstreamServer).Assembly.GetName().Name,
             ContentRootPath = AppContext.BaseDirectory,
         });
-        builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Warning);
+        // Warnings and errors only, and on stderr: the program's stdout carries just its "listening on" line.
+        builder.Logging.AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
         // In-process hosts must not take over the test process's Ctrl+C or SIGTERM.
         builder.Services.AddSingleton<IHostLifetime, NoSignalLifetime>();
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>

@@ -13,6 +13,8 @@ internal sealed class ParsedRequest
     private const int MaxChoices = 128;
     private const int MaxDimensions = 65536;
 
+    private List<EmbeddingInput>? _embeddingInputs;
+
     public string? Model { get; private set; }
 
     public bool Stream { get; private set; }
@@ -36,7 +38,7 @@ internal sealed class ParsedRequest
     /// <summary>Legacy completions: number of prompts (each gets <see cref="N"/> choices).</summary>
     public int PromptCount { get; private set; } = 1;
 
-    public List<EmbeddingInput> EmbeddingInputs { get; } = [];
+    public List<EmbeddingInput> EmbeddingInputs => _embeddingInputs ??= [];
 
     public int? Dimensions { get; private set; }
 

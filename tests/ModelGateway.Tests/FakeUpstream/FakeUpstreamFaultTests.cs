@@ -296,6 +296,20 @@ public sealed class FakeUpstreamFaultTests
     }
 
     [Fact]
+    public async Task Stream_headers_are_sent_before_the_first_chunk_delay()
+    {
+        await using var server = await FakeUpstreamServer.StartAsync();
+        server.DefaultBehavior = new UpstreamBehavior { FirstChunkDelay = TimeSpan.FromMinutes(10) };
+        using var http = NewClient(server);
+
+        using var response = await SendAsync(http, Post("/v1/chat/completions", ChatBody(stream: true)));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        Assert.False(server.Requests[0].Completion.IsCompleted);
+    }
+
+    [Fact]
     public async Task Dispose_stops_promptly_while_streams_are_held_open()
     {
         var server = await FakeUpstreamServer.StartAsync();
