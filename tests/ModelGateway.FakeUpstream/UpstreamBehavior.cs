@@ -27,7 +27,7 @@ public sealed record UpstreamBehavior
     /// <summary>Streaming: wait after the headers, before the first data event.</summary>
     public TimeSpan FirstChunkDelay { get; init; }
 
-    /// <summary>Streaming: wait before each content chunk.</summary>
+    /// <summary>Streaming: wait before each content chunk (not before the role, finish or usage chunks).</summary>
     public TimeSpan ChunkDelay { get; init; }
 
     /// <summary>How many content chunks the text is split into when streaming (on word boundaries where possible).</summary>
@@ -47,7 +47,11 @@ public sealed record UpstreamBehavior
 
     public UpstreamFault Fault { get; init; }
 
-    /// <summary>For mid-stream faults: how many content chunks are written before the fault.</summary>
+    /// <summary>
+    /// For mid-stream faults: how many content chunks are written before the fault. The opening role chunk always
+    /// comes first, so 0 means "right after the role chunk"; a value at or past the chunk count means "just before
+    /// the finish chunk".
+    /// </summary>
     public int FaultAfterChunks { get; init; }
 
     /// <summary>Length of the pause for <see cref="UpstreamFault.IdleGap"/>.</summary>
@@ -66,7 +70,10 @@ public sealed record UpstreamBehavior
     public string? Refusal { get; init; }
 }
 
-/// <summary>A failure the fake injects into a response.</summary>
+/// <summary>
+/// A failure the fake injects into a response. Faults marked "streaming" do nothing to non-streaming requests
+/// unless their description says otherwise.
+/// </summary>
 public enum UpstreamFault
 {
     None,
@@ -74,13 +81,16 @@ public enum UpstreamFault
     /// <summary>Abort the connection (<c>HttpContext.Abort()</c>) without any response.</summary>
     ResetBeforeHeaders,
 
-    /// <summary>Streaming: abort after <c>FaultAfterChunks</c> content chunks; non-streaming: abort mid-body.</summary>
+    /// <summary>
+    /// Streaming: abort after <c>FaultAfterChunks</c> content chunks; non-streaming: send half the body, then abort.
+    /// The abort follows the last flush by 50 ms so that the bytes sent first really reach the client.
+    /// </summary>
     ResetAfterChunks,
 
-    /// <summary>Answer <c>StatusCode</c> (502 when it is 200) with an nginx-style <c>text/html</c> page.</summary>
+    /// <summary>Answer <c>StatusCode</c> (502 when it is 2xx) with an nginx-style <c>text/html</c> page.</summary>
     HtmlErrorPage,
 
-    /// <summary>200 <c>application/json</c> whose body is truncated JSON.</summary>
+    /// <summary>200 <c>application/json</c> whose body is truncated JSON, even when the request asked to stream.</summary>
     InvalidJson,
 
     /// <summary>Streaming: after <c>FaultAfterChunks</c> chunks write <c>data: {not json</c>, then continue normally.</summary>
@@ -92,7 +102,10 @@ public enum UpstreamFault
     /// <summary>Streaming: finish chunk (and usage chunk when asked for), then hold the connection open until the client aborts.</summary>
     StallAfterFinish,
 
-    /// <summary>Streaming: after <c>FaultAfterChunks</c> chunks wait <c>IdleGap</c>, then continue normally.</summary>
+    /// <summary>
+    /// Streaming: after <c>FaultAfterChunks</c> chunks wait <c>IdleGap</c>, then continue normally;
+    /// non-streaming: send the headers, wait, then the body.
+    /// </summary>
     IdleGap,
 
     /// <summary>Streaming: after <c>FaultAfterChunks</c> chunks end the body cleanly, with no finish chunk and no <c>[DONE]</c>.</summary>

@@ -1,6 +1,7 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Text;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using ModelGateway.FakeUpstream;
 using OpenAI;
 using OpenAI.Chat;
@@ -16,7 +17,7 @@ public sealed class FakeUpstreamSdkTests
     private static OpenAIClientOptions ClientOptions(FakeUpstreamServer server) => new()
     {
         Endpoint = new Uri(server.OpenAIBaseUrl),
-        RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(maxRetries: 0),
+        RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
     };
 
     private static ChatClient Chat(FakeUpstreamServer server, string model = "gpt-4o", string key = Key) =>
@@ -84,6 +85,34 @@ public sealed class FakeUpstreamSdkTests
         Assert.NotNull(usage);
         Assert.Equal(3, usage.OutputTokenCount);
         Assert.Equal(1 + 3 + 1 + 1, updates); // role, three pieces, finish, usage
+    }
+
+    [Fact]
+    public async Task Sdk_assembles_a_streamed_reply_without_usage()
+    {
+        await using var server = await FakeUpstreamServer.StartAsync();
+        var options = ClientOptions(server);
+        options.AddPolicy(new DropStreamOptionsPolicy(), PipelinePosition.PerCall);
+        var client = new ChatClient("gpt-4o", new ApiKeyCredential(Key), options);
+
+        var text = new StringBuilder();
+        var sawUsage = false;
+        ChatFinishReason? finish = null;
+        await foreach (var update in client.CompleteChatStreamingAsync([new UserChatMessage("hi")]))
+        {
+            foreach (var part in update.ContentUpdate)
+            {
+                text.Append(part.Text);
+            }
+
+            sawUsage |= update.Usage is not null;
+            finish ??= update.FinishReason;
+        }
+
+        Assert.Null(Assert.Single(server.Requests).Json!["stream_options"]);
+        Assert.Equal("Hello from gpt-4o. This reply is streamed in pieces.", text.ToString());
+        Assert.Equal(ChatFinishReason.Stop, finish);
+        Assert.False(sawUsage);
     }
 
     [Fact]
@@ -179,20 +208,33 @@ public sealed class FakeUpstreamSdkTests
         Assert.Equal("base64", server.Requests[0].Json!["encoding_format"]!.GetValue<string>());
     }
 
-    [Fact]
-    public async Task Sdk_gets_n_choices_when_it_asks_for_them()
+    /// <summary>The SDK always asks for stream usage; this takes the request back to a plain <c>"stream": true</c>.</summary>
+    private sealed class DropStreamOptionsPolicy : PipelinePolicy
     {
-        await using var server = await FakeUpstreamServer.StartAsync();
-        using var http = FakeUpstreamTestKit.NewClient(server);
+        public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+        {
+            Rewrite(message);
+            ProcessNext(message, pipeline, currentIndex);
+        }
 
-        using var response = await FakeUpstreamTestKit.SendAsync(
-            http, FakeUpstreamTestKit.Post("/v1/chat/completions", FakeUpstreamTestKit.ChatBody(extra: b => b["n"] = 3)));
-        var json = await FakeUpstreamTestKit.ReadJsonAsync(response);
+        public override ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+        {
+            Rewrite(message);
+            return ProcessNextAsync(message, pipeline, currentIndex);
+        }
 
-        var choices = json.GetProperty("choices").EnumerateArray().ToList();
-        Assert.Equal([0, 1, 2], choices.Select(c => c.GetProperty("index").GetInt32()));
-        Assert.All(choices, c => Assert.Equal("Hello from gpt-4o. This reply is streamed in pieces.", c.GetProperty("message").GetProperty("content").GetString()));
-        Assert.Equal(15, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        Assert.Equal(JsonValueKind.Object, json.ValueKind);
+        private static void Rewrite(PipelineMessage message)
+        {
+            if (message.Request.Content is not { } content)
+            {
+                return;
+            }
+
+            using var buffer = new MemoryStream();
+            content.WriteTo(buffer);
+            var json = JsonNode.Parse(buffer.ToArray())!.AsObject();
+            json.Remove("stream_options");
+            message.Request.Content = BinaryContent.Create(BinaryData.FromString(json.ToJsonString()));
+        }
     }
 }

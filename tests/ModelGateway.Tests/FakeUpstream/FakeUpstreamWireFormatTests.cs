@@ -222,6 +222,21 @@ public sealed class FakeUpstreamWireFormatTests
     }
 
     [Fact]
+    public async Task Asking_for_n_choices_returns_n_identical_choices()
+    {
+        await using var server = await FakeUpstreamServer.StartAsync();
+        using var http = NewClient(server);
+
+        using var response = await SendAsync(http, Post("/v1/chat/completions", ChatBody(extra: b => b["n"] = 3)));
+        var json = await ReadJsonAsync(response);
+
+        var choices = json.GetProperty("choices").EnumerateArray().ToList();
+        Assert.Equal([0, 1, 2], choices.Select(c => c.GetProperty("index").GetInt32()));
+        Assert.All(choices, c => Assert.Equal("Hello from gpt-4o. This reply is streamed in pieces.", c.GetProperty("message").GetProperty("content").GetString()));
+        Assert.Equal(15, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
     public async Task Legacy_completion_has_text_choices_and_plain_usage()
     {
         await using var server = await FakeUpstreamServer.StartAsync();
