@@ -1,0 +1,100 @@
+namespace ModelGateway.FakeUpstream.Internal;
+
+/// <summary>
+/// Chooses the behaviour for a request. Precedence: the model's one-shot queue, the global one-shot queue,
+/// the model's sticky behaviour, then the default.
+/// </summary>
+internal sealed class BehaviorRegistry
+{
+    private readonly Lock _gate = new();
+    private readonly Queue<UpstreamBehavior> _queue = new();
+    private readonly Dictionary<string, Queue<UpstreamBehavior>> _modelQueues = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, UpstreamBehavior> _sticky = new(StringComparer.Ordinal);
+    private volatile UpstreamBehavior _default = new();
+
+    public UpstreamBehavior Default
+    {
+        get => _default;
+        set => _default = value ?? throw new ArgumentNullException(nameof(value));
+    }
+
+    public void SetForModel(string model, UpstreamBehavior behavior)
+    {
+        lock (_gate)
+        {
+            _sticky[model] = behavior;
+        }
+    }
+
+    public void ClearForModel(string model)
+    {
+        lock (_gate)
+        {
+            _sticky.Remove(model);
+        }
+    }
+
+    public void Enqueue(UpstreamBehavior behavior)
+    {
+        lock (_gate)
+        {
+            _queue.Enqueue(behavior);
+        }
+    }
+
+    public void Enqueue(string model, UpstreamBehavior behavior)
+    {
+        lock (_gate)
+        {
+            if (!_modelQueues.TryGetValue(model, out var queue))
+            {
+                queue = new Queue<UpstreamBehavior>();
+                _modelQueues.Add(model, queue);
+            }
+
+            queue.Enqueue(behavior);
+        }
+    }
+
+    /// <summary>Picks the behaviour for one request, consuming a queued one if it applies.</summary>
+    public UpstreamBehavior Take(string? model)
+    {
+        lock (_gate)
+        {
+            if (model is not null && _modelQueues.TryGetValue(model, out var modelQueue) && modelQueue.TryDequeue(out var queued))
+            {
+                return queued;
+            }
+
+            if (_queue.TryDequeue(out var global))
+            {
+                return global;
+            }
+
+            if (model is not null && _sticky.TryGetValue(model, out var sticky))
+            {
+                return sticky;
+            }
+        }
+
+        return _default;
+    }
+
+    /// <summary>Models that have a sticky behaviour or queued behaviours waiting.</summary>
+    public List<string> KnownModels()
+    {
+        lock (_gate)
+        {
+            var models = new List<string>(_sticky.Keys);
+            foreach (var (model, queue) in _modelQueues)
+            {
+                if (queue.Count > 0 && !_sticky.ContainsKey(model))
+                {
+                    models.Add(model);
+                }
+            }
+
+            return models;
+        }
+    }
+}
