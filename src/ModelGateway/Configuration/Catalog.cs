@@ -18,17 +18,17 @@ internal sealed class GatewayCatalog
     public required DateTimeOffset LoadedAt { get; init; }
     public required FrozenDictionary<string, ProviderEndpoint> Providers { get; init; }
     public required FrozenDictionary<string, Deployment> Deployments { get; init; }
-    public required FrozenDictionary<string, Route> Routes { get; init; }
+    public required FrozenDictionary<string, ModelRoute> Routes { get; init; }
 
     /// <summary>Deployments in file order, for listings that should read like the file.</summary>
     public required Deployment[] DeploymentList { get; init; }
 
     /// <summary>Routes in file order, with the implicit <c>auto</c> route last when the file has none.</summary>
-    public required Route[] RouteList { get; init; }
+    public required ModelRoute[] RouteList { get; init; }
 
-    public FrozenDictionary<string, Route>.AlternateLookup<ReadOnlySpan<char>> RouteLookup { get; init; }
+    public FrozenDictionary<string, ModelRoute>.AlternateLookup<ReadOnlySpan<char>> RouteLookup { get; init; }
 
-    public bool TryGetRoute(ReadOnlySpan<char> model, out Route route) => RouteLookup.TryGetValue(model, out route!);
+    public bool TryGetRoute(ReadOnlySpan<char> model, out ModelRoute route) => RouteLookup.TryGetValue(model, out route!);
 }
 
 /// <summary>Where a provider's deployments are reached.</summary>
@@ -171,7 +171,7 @@ internal enum LatencyMetric
 internal sealed record SloSettings(LatencyMetric Metric, int Percentile, TimeSpan Target, bool AllowRequestOverride);
 
 /// <summary>A compiled route: the public model name and how its deployments are chosen and retried.</summary>
-internal sealed class Route
+internal sealed class ModelRoute
 {
     public required string Name { get; init; }
     public required string? Description { get; init; }
@@ -209,6 +209,7 @@ internal sealed record RouteResilience(
     TimeSpan Backoff,
     TimeSpan MaxBackoff,
     TimeSpan FirstTokenTimeout,
+    TimeSpan ResponseTimeout,
     TimeSpan IdleTimeout,
     TimeSpan TotalTimeout,
     TimeSpan KeepAliveInterval,

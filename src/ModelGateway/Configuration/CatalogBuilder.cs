@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.Extensions.Logging;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers;
 using ModelGateway.Providers.OpenAI;
@@ -40,6 +39,7 @@ internal sealed partial class CatalogBuilder(
         Backoff: TimeSpan.FromMilliseconds(250),
         MaxBackoff: TimeSpan.FromSeconds(5),
         FirstTokenTimeout: TimeSpan.FromSeconds(60),
+        ResponseTimeout: TimeSpan.FromMinutes(5),
         IdleTimeout: TimeSpan.FromSeconds(60),
         TotalTimeout: TimeSpan.FromMinutes(10),
         KeepAliveInterval: TimeSpan.FromSeconds(15),
@@ -333,10 +333,10 @@ internal sealed partial class CatalogBuilder(
         return result;
     }
 
-    private static List<Route> BuildRoutes(
+    private static List<ModelRoute> BuildRoutes(
         List<RouteDocument>? documents, Dictionary<string, Deployment> deployments, RoutingStrategyKind defaultStrategy, RouteResilience defaultResilience, List<ConfigError> errors, List<ConfigError> warnings)
     {
-        var routes = new List<Route>();
+        var routes = new List<ModelRoute>();
         documents ??= [];
         var firstSeen = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < documents.Count; i++)
@@ -437,7 +437,7 @@ internal sealed partial class CatalogBuilder(
         return routes;
     }
 
-    private static Route NewRoute(
+    private static ModelRoute NewRoute(
         string name, string? description, RoutingStrategyKind strategy, Deployment[] targets, double[] weights, SloSettings? slo, double costWeight, double latencyWeight,
         double exploration, int expectedOutput, DeploymentTier[]? tiers, string[]? regions, string[]? tags, RouteResilience resilience, bool isAuto, IEnumerable<Deployment> members)
     {
@@ -452,7 +452,7 @@ internal sealed partial class CatalogBuilder(
             }
         }
 
-        return new Route
+        return new ModelRoute
         {
             Name = name,
             Description = description,
@@ -722,6 +722,7 @@ internal sealed partial class CatalogBuilder(
             backoff,
             maxBackoff,
             ParseDuration(doc.FirstTokenTimeout, path + ".firstTokenTimeout", errors, positive: true) ?? baseline.FirstTokenTimeout,
+            ParseDuration(doc.ResponseTimeout, path + ".responseTimeout", errors, positive: true) ?? baseline.ResponseTimeout,
             ParseDuration(doc.IdleTimeout, path + ".idleTimeout", errors, positive: true) ?? baseline.IdleTimeout,
             ParseDuration(doc.TotalTimeout, path + ".totalTimeout", errors, positive: true) ?? baseline.TotalTimeout,
             keepAlive,

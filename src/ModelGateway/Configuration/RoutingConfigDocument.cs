@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace ModelGateway.Configuration;
@@ -133,6 +134,7 @@ public sealed class ResilienceDocument
     public string? Backoff { get; set; }
     public string? MaxBackoff { get; set; }
     public string? FirstTokenTimeout { get; set; }
+    public string? ResponseTimeout { get; set; }
     public string? IdleTimeout { get; set; }
     public string? TotalTimeout { get; set; }
     public string? KeepAliveInterval { get; set; }

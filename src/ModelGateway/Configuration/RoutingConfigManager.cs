@@ -1,8 +1,6 @@
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace ModelGateway.Configuration;

@@ -1,8 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.IO.Pipelines;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
 using ModelGateway.Observability;
@@ -20,7 +17,7 @@ namespace ModelGateway.Forwarding;
 /// OpenAI-shaped error with the right status; nothing the client sent can produce a 500.
 /// </summary>
 internal sealed partial class CompletionHandler(
-    RoutingConfigManager config,
+    RequestIntake intake,
     Router router,
     FailoverExecutor executor,
     ResponseRelay relay,
@@ -32,8 +29,6 @@ internal sealed partial class CompletionHandler(
     IOptions<GatewayOptions> options,
     ILogger<CompletionHandler> logger)
 {
-    public const string SloHeader = "x-modelgateway-slo-ttft";
-
     private static readonly string[] SmallNumbers = Enumerable.Range(0, 32).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
 
     private readonly GatewayOptions _options = options.Value;
@@ -77,57 +72,21 @@ internal sealed partial class CompletionHandler(
         }
     }
 
-    /// <summary>Everything up to the routing decision; returns the error to send, or null to go on.</summary>
+    /// <summary>Everything up to admission; returns the error to send, or null to go on.</summary>
     private async ValueTask<ApiError?> PrepareAsync(GatewayRequest request)
     {
         var context = request.HttpContext;
-        if (context.Request.ContentType is { } contentType && !IsJson(contentType))
+        if (await intake.AcceptAsync(request).ConfigureAwait(false) is { } refused)
         {
-            return ApiError.UnsupportedMediaType(contentType);
-        }
-
-        if (context.Request.ContentLength > _options.MaxRequestBodyBytes)
-        {
-            return ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes);
-        }
-
-        if (!await ReadBodyAsync(request).ConfigureAwait(false))
-        {
-            return ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes);
-        }
-
-        if (!RequestParser.TryParse(request.Body, request.Operation, _options.MaxJsonDepth, out request.Info, out var problem))
-        {
-            return ApiError.BadRequest(problem);
-        }
-
-        request.Catalog = config.Current;
-        Span<char> model = stackalloc char[RequestParser.MaxModelNameLength];
-        if (!RequestParser.TryGetModel(request.Body, request.Info, model, out var written) || !request.Catalog.TryGetRoute(model[..written], out var route))
-        {
-            return ApiError.ModelNotFound(RequestParser.GetModel(request.Body, request.Info));
-        }
-
-        request.Route = route;
-        if (!request.Caller.MayUseModel(route.Name))
-        {
-            metrics.Rejected("key", "model_not_allowed", request);
-            return new ApiError(403, $"This API key is not allowed to use the model '{route.Name}'.", "invalid_request_error", "model_not_allowed", "model");
-        }
-
-        if (context.Request.Headers.TryGetValue(SloHeader, out var slo))
-        {
-            if (!Durations.TryParse(slo.ToString(), out var target) || target <= TimeSpan.Zero)
+            if (refused.Code == "model_not_allowed")
             {
-                return ApiError.BadRequest($"Invalid {SloHeader} header: use a duration such as 500ms.", "invalid_header");
+                metrics.Rejected("key", "model_not_allowed", request);
             }
 
-            if (request.Caller.AllowSloOverride && (route.Slo?.AllowRequestOverride ?? true))
-            {
-                request.SloOverride = target;
-            }
+            return refused;
         }
 
+        var route = request.Route!;
         var decision = router.Decide(request, route);
         request.Decision = decision;
         if (decision.Ranked.Length == 0)
@@ -354,73 +313,6 @@ internal sealed partial class CompletionHandler(
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
         accessLog.Write(request, elapsed.TotalMilliseconds);
-    }
-
-    private async ValueTask<bool> ReadBodyAsync(GatewayRequest request)
-    {
-        var context = request.HttpContext;
-        var limit = _options.MaxRequestBodyBytes;
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
-        {
-            sizeFeature.MaxRequestBodySize = limit;
-        }
-
-        var reader = context.Request.BodyReader;
-        var expected = context.Request.ContentLength is { } length and > 0 ? (int)length : 4096;
-        var buffer = ArrayPool<byte>.Shared.Rent(expected);
-        var written = 0;
-        try
-        {
-            while (true)
-            {
-                var result = await reader.ReadAsync(context.RequestAborted).ConfigureAwait(false);
-                var data = result.Buffer;
-                if (written + data.Length > limit)
-                {
-                    reader.AdvanceTo(data.End);
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    return false;
-                }
-
-                if (written + data.Length > buffer.Length)
-                {
-                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(limit, Math.Max(buffer.Length * 2L, written + data.Length)));
-                    buffer.AsSpan(0, written).CopyTo(larger);
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    buffer = larger;
-                }
-
-                data.CopyTo(buffer.AsSpan(written));
-                written += (int)data.Length;
-                reader.AdvanceTo(data.End);
-                if (result.IsCompleted)
-                {
-                    break;
-                }
-            }
-        }
-        catch
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-            throw;
-        }
-
-        request.SetBody(buffer, written);
-        return true;
-    }
-
-    private static bool IsJson(string contentType)
-    {
-        var mediaType = contentType.AsSpan();
-        var semicolon = mediaType.IndexOf(';');
-        if (semicolon >= 0)
-        {
-            mediaType = mediaType[..semicolon];
-        }
-
-        mediaType = mediaType.Trim();
-        return mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
-            || (mediaType.StartsWith("application/", StringComparison.OrdinalIgnoreCase) && mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
     }
 
     [LoggerMessage(EventId = 2201, Level = LogLevel.Error, Message = "Request {RequestId} failed unexpectedly")]

@@ -37,7 +37,7 @@ internal sealed class GatewayRequest : IDisposable
     public ReadOnlyMemory<byte> BodyMemory => _body.AsMemory(0, _bodyLength);
 
     public GatewayCatalog Catalog { get; set; } = null!;
-    public Route? Route { get; set; }
+    public ModelRoute? Route { get; set; }
     public RoutingDecision? Decision { get; set; }
     public CallerIdentity Caller { get; set; } = CallerIdentity.Anonymous;
     public KeyAdmission? Admission { get; set; }

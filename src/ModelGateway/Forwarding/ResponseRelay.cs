@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using ModelGateway.Configuration;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;

@@ -224,6 +224,9 @@ internal sealed class UpstreamHttpClients : IDisposable
                     PooledConnectionLifetime = TimeSpan.FromMinutes(10),
                     ActivityHeadersPropagator = new ReverseProxyPropagator(DistributedContextPropagator.Current),
                     MaxConnectionsPerServer = int.MaxValue,
+
+                    // A stream the client abandoned is closed at once, so the provider stops generating (and billing).
+                    ResponseDrainTimeout = TimeSpan.Zero,
                 }, disposeHandler: true);
                 _invokers[connectTimeout] = invoker;
             }

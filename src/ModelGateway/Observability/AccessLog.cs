@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ModelGateway.Forwarding;
 
@@ -44,7 +43,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
     }
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information,
-        Message = "{RequestId} {Path} key={Key} route={Route} deployment={Deployment} status={Status} tokens={InputTokens}/{OutputTokens} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts}")]
+        Message = "{RequestId} {Path} key={Key} team={Team} route={Route} deployment={Deployment} provider={Provider} status={Status} error={ErrorCode} stream={Stream} tokens={InputTokens}/{OutputTokens} cached={CachedTokens} usage_reported={UsageReported} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts} continued={Continued}")]
     private static partial void LogRequest(
         ILogger logger,
         string requestId,

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
@@ -154,7 +155,7 @@ internal sealed class GatewayMetrics
         }
 
         var operation = Operation(request.Operation);
-        var system = System(deployment.Provider.Kind);
+        var system = ProviderName(deployment.Provider.Kind);
         if (_duration.Enabled)
         {
             var tags = new TagList
@@ -256,7 +257,7 @@ internal sealed class GatewayMetrics
     };
 
     /// <summary>The GenAI semantic-convention provider name.</summary>
-    public static string System(ProviderKind kind) => kind switch
+    public static string ProviderName(ProviderKind kind) => kind switch
     {
         ProviderKind.OpenAI => "openai",
         ProviderKind.AzureOpenAI => "azure.ai.openai",
@@ -293,7 +294,7 @@ internal sealed class GatewayMetrics
         var texts = new string[600];
         for (var i = 0; i < texts.Length; i++)
         {
-            texts[i] = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            texts[i] = i.ToString(CultureInfo.InvariantCulture);
         }
 
         return texts;

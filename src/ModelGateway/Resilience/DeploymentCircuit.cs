@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ModelGateway.Configuration;
 using Polly;
 using Polly.CircuitBreaker;

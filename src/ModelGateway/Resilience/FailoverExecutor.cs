@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.Extensions.Logging;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Observability;
@@ -46,7 +45,7 @@ internal sealed partial class FailoverExecutor
     }
 
     /// <summary>Builds a route's pipeline: hedging when the route asks for it, otherwise retry with failover.</summary>
-    public ResiliencePipeline<AttemptOutcome> BuildPipeline(Route route)
+    public ResiliencePipeline<AttemptOutcome> BuildPipeline(ModelRoute route)
     {
         var resilience = route.Resilience;
         var builder = new ResiliencePipelineBuilder<AttemptOutcome> { Name = route.Name, TimeProvider = _timeProvider };
@@ -283,8 +282,8 @@ internal sealed partial class FailoverExecutor
         var resilience = request.Route!.Resilience;
         if (!request.Info.Stream)
         {
-            // A non-streamed answer arrives whole: its first byte is its last, so only the total deadline applies.
-            return Timeout.InfiniteTimeSpan;
+            // A non-streamed answer arrives whole: its first byte is its last, so it gets the longer response timeout.
+            return resilience.ResponseTimeout;
         }
 
         return deployment.FirstTokenTimeout is { } own && own < resilience.FirstTokenTimeout ? own : resilience.FirstTokenTimeout;

@@ -21,7 +21,7 @@ internal sealed class Router(TokenEstimator tokens)
 
     private const double GoldenRatio = 0.6180339887498949;
 
-    public RoutingDecision Decide(GatewayRequest request, Route route, bool explain = false)
+    public RoutingDecision Decide(GatewayRequest request, ModelRoute route, bool explain = false)
     {
         var targets = route.IsAuto ? request.Catalog.DeploymentList : route.Targets;
         var count = targets.Length;
@@ -36,7 +36,7 @@ internal sealed class Router(TokenEstimator tokens)
         }
     }
 
-    private RoutingDecision Decide(GatewayRequest request, Route route, Deployment[] targets, Span<CandidateView> views, bool explain)
+    private RoutingDecision Decide(GatewayRequest request, ModelRoute route, Deployment[] targets, Span<CandidateView> views, bool explain)
     {
         ref readonly var info = ref request.Info;
         var needs = Needs(request.Operation, info);
@@ -172,7 +172,7 @@ internal sealed class Router(TokenEstimator tokens)
         return needs;
     }
 
-    private Exclusion Check(GatewayRequest request, Route route, CallerIdentity caller, Deployment deployment, Capabilities needs, ref CandidateView view)
+    private Exclusion Check(GatewayRequest request, ModelRoute route, CallerIdentity caller, Deployment deployment, Capabilities needs, ref CandidateView view)
     {
         var missing = needs & ~deployment.Capabilities;
         if (missing != Capabilities.None)
@@ -299,7 +299,7 @@ internal sealed class Router(TokenEstimator tokens)
         return double.IsNaN(primary) ? (stream ? tracker.EwmaDurationMs : tracker.EwmaTtftMs) : primary;
     }
 
-    private static SloSettings? EffectiveSlo(Route route, GatewayRequest request)
+    private static SloSettings? EffectiveSlo(ModelRoute route, GatewayRequest request)
     {
         if (request.SloOverride is not { } target)
         {
@@ -310,7 +310,7 @@ internal sealed class Router(TokenEstimator tokens)
         return slo with { Target = target };
     }
 
-    private static DecisionReason Score(Route route, Span<CandidateView> views, long counter, SloSettings? slo, double maxCost, double maxLatency)
+    private static DecisionReason Score(ModelRoute route, Span<CandidateView> views, long counter, SloSettings? slo, double maxCost, double maxLatency)
     {
         DecisionReason reason;
         switch (route.Strategy)
@@ -390,7 +390,7 @@ internal sealed class Router(TokenEstimator tokens)
     }
 
     // A low-discrepancy sequence spreads picks by weight evenly and deterministically, without a lock.
-    private static void PickWeighted(Route route, Span<CandidateView> views, long counter)
+    private static void PickWeighted(ModelRoute route, Span<CandidateView> views, long counter)
     {
         double total = 0;
         foreach (ref var view in views)
@@ -424,9 +424,9 @@ internal sealed class Router(TokenEstimator tokens)
         }
     }
 
-    private static double Weight(Route route, int position) => route.IsAuto || position >= route.Weights.Length ? 1 : route.Weights[position];
+    private static double Weight(ModelRoute route, int position) => route.IsAuto || position >= route.Weights.Length ? 1 : route.Weights[position];
 
-    private static bool ShouldExplore(Route route, SloSettings? slo, long counter)
+    private static bool ShouldExplore(ModelRoute route, SloSettings? slo, long counter)
     {
         if (route.Exploration <= 0 || (slo is null && route.Strategy is not (RoutingStrategyKind.Latency or RoutingStrategyKind.Balanced)))
         {
@@ -503,7 +503,7 @@ internal sealed class Router(TokenEstimator tokens)
         }
     }
 
-    private static int RankLimit(Route route)
+    private static int RankLimit(ModelRoute route)
         => Math.Max(route.Resilience.MaxAttempts, route.Resilience.Hedging?.MaxAttempts ?? 0) + 2;
 
     private static CandidateView[] Explain(Span<CandidateView> views)

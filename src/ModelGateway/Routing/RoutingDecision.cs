@@ -59,7 +59,7 @@ internal struct CandidateView
 internal sealed class RoutingDecision
 {
     public required Deployment[] Ranked { get; init; }
-    public required Route Route { get; init; }
+    public required ModelRoute Route { get; init; }
     public required DecisionReason Reason { get; init; }
     public required int Considered { get; init; }
     public required int Eligible { get; init; }

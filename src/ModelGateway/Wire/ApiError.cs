@@ -82,7 +82,7 @@ internal sealed record ApiError(int Status, string Message, string Type, string?
     /// <summary>Writes <c>{"error":{...}}</c>.</summary>
     public void WriteJson(IBufferWriter<byte> output)
     {
-        using var json = new Utf8JsonWriter(output);
+        using var json = new Utf8JsonWriter(output, JsonOutput.Options);
         json.WriteStartObject();
         json.WritePropertyName("error"u8);
         json.WriteStartObject();

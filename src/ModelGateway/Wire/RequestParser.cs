@@ -65,6 +65,8 @@ internal static class RequestParser
         info.N = 1;
         problem = default;
         var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = maxDepth, CommentHandling = JsonCommentHandling.Disallow });
+        var sawMessages = false;
+        var sawInput = false;
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
@@ -74,8 +76,6 @@ internal static class RequestParser
             }
 
             info.BodyStart = (int)reader.TokenStartIndex;
-            var sawMessages = false;
-            var sawInput = false;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 if (reader.ValueTextEquals("model"u8))

@@ -237,7 +237,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
         private static void WriteEvent(PipeWriter writer, Action<Utf8JsonWriter> write)
         {
             writer.Write("data: "u8);
-            using (var json = new Utf8JsonWriter(writer))
+            using (var json = new Utf8JsonWriter(writer, JsonOutput.Options))
             {
                 write(json);
             }
@@ -297,7 +297,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
 
         private static void WriteCompletion(PipeWriter writer, Operation operation, string id, long created, string model, string text, long promptTokens, int outputTokens, int n)
         {
-            using var json = new Utf8JsonWriter(writer);
+            using var json = new Utf8JsonWriter(writer, JsonOutput.Options);
             var chat = operation == Operation.ChatCompletions;
             json.WriteStartObject();
             json.WriteString("id"u8, chat ? id : "cmpl" + id[8..]);
@@ -334,7 +334,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
 
         private static void WriteEmbeddings(PipeWriter writer, string model, RequestInfo info, int dimensions, long promptTokens)
         {
-            using var json = new Utf8JsonWriter(writer);
+            using var json = new Utf8JsonWriter(writer, JsonOutput.Options);
             json.WriteStartObject();
             json.WriteString("object"u8, "list"u8);
             json.WriteStartArray("data"u8);

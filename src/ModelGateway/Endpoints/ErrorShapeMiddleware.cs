@@ -1,0 +1,37 @@
+using ModelGateway.Wire;
+
+namespace ModelGateway.Endpoints;
+
+/// <summary>
+/// Whatever goes wrong outside the handlers still answers in OpenAI's error shape: a method the
+/// route does not take becomes 405 with a JSON body, an unexpected exception a 500 without a stack
+/// trace.
+/// </summary>
+internal sealed partial class ErrorShapeMiddleware(RequestDelegate next, ILogger<ErrorShapeMiddleware> logger)
+{
+    public async Task InvokeAsync(HttpContext context)
+    {
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            LogUnhandled(logger, context.TraceIdentifier, ex);
+            context.Response.Clear();
+            context.Response.Headers["x-request-id"] = context.TraceIdentifier;
+            await (ex is BadHttpRequestException bad
+                ? new ApiError(bad.StatusCode, "The request could not be read.", "invalid_request_error", "invalid_request")
+                : ApiError.Internal()).WriteAsync(context);
+            return;
+        }
+
+        if (context.Response is { StatusCode: StatusCodes.Status405MethodNotAllowed, HasStarted: false, ContentLength: null })
+        {
+            await ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path).WriteAsync(context);
+        }
+    }
+
+    [LoggerMessage(EventId = 2301, Level = LogLevel.Error, Message = "Request {RequestId} failed outside the handlers")]
+    private static partial void LogUnhandled(ILogger logger, string requestId, Exception exception);
+}

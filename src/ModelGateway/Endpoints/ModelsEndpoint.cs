@@ -1,0 +1,115 @@
+using System.Text.Json;
+using ModelGateway.Configuration;
+using ModelGateway.State;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Endpoints;
+
+/// <summary>
+/// <c>GET /v1/models</c> and <c>GET /v1/models/{id}</c> in OpenAI's list shape: the route names a
+/// caller may ask for, with extra fields for the context window and what the route can do.
+/// </summary>
+internal sealed class ModelsEndpoint(RoutingConfigManager config)
+{
+    public async Task ListAsync(HttpContext context)
+    {
+        var catalog = config.Current;
+        var caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous;
+        context.Response.ContentType = "application/json";
+        await using (var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
+        {
+            json.WriteStartObject();
+            json.WriteString("object"u8, "list"u8);
+            json.WriteStartArray("data"u8);
+            foreach (var route in catalog.RouteList)
+            {
+                if (caller.MayUseModel(route.Name))
+                {
+                    WriteModel(json, route, catalog);
+                }
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    public async Task GetAsync(HttpContext context, string id)
+    {
+        var catalog = config.Current;
+        var caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous;
+        if (!catalog.Routes.TryGetValue(id, out var route) || !caller.MayUseModel(route.Name))
+        {
+            await ApiError.ModelNotFound(id).WriteAsync(context);
+            return;
+        }
+
+        context.Response.ContentType = "application/json";
+        await using (var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
+        {
+            WriteModel(json, route, catalog);
+        }
+
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    private static void WriteModel(Utf8JsonWriter json, ModelRoute route, GatewayCatalog catalog)
+    {
+        json.WriteStartObject();
+        json.WriteString("id"u8, route.Name);
+        json.WriteString("object"u8, "model"u8);
+        json.WriteNumber("created"u8, catalog.LoadedAt.ToUnixTimeSeconds());
+        json.WriteString("owned_by"u8, "modelgateway"u8);
+        if (route.Description is not null)
+        {
+            json.WriteString("description"u8, route.Description);
+        }
+
+        if (route.MaxContextWindow is { } window)
+        {
+            json.WriteNumber("context_window"u8, window);
+        }
+        else
+        {
+            json.WriteNull("context_window"u8);
+        }
+
+        json.WriteStartArray("capabilities"u8);
+        foreach (var (flag, name) in CapabilityNames)
+        {
+            if ((route.Capabilities & flag) != 0)
+            {
+                json.WriteStringValue(name);
+            }
+        }
+
+        json.WriteEndArray();
+        json.WriteString("routing_strategy"u8, route.StrategyName);
+        json.WriteNumber("deployments"u8, route.IsAuto ? catalog.DeploymentList.Length : route.Targets.Length);
+        json.WriteEndObject();
+    }
+
+    private static readonly (Capabilities Flag, string Name)[] CapabilityNames =
+    [
+        (Capabilities.Chat, "chat"),
+        (Capabilities.Completions, "completions"),
+        (Capabilities.Embeddings, "embeddings"),
+        (Capabilities.Tools, "tools"),
+        (Capabilities.Vision, "vision"),
+        (Capabilities.JsonSchema, "json_schema"),
+        (Capabilities.Prefill, "prefill"),
+    ];
+
+    public static IEnumerable<string> Names(Capabilities capabilities)
+    {
+        foreach (var (flag, name) in CapabilityNames)
+        {
+            if ((capabilities & flag) != 0)
+            {
+                yield return name;
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+using ModelGateway.Forwarding;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Endpoints;
+
+/// <summary>Maps OpenAI's API surface onto the gateway.</summary>
+internal static class OpenAIEndpoints
+{
+    public static IEndpointRouteBuilder MapOpenAIEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var v1 = endpoints.MapGroup("/v1");
+        v1.MapPost("/chat/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.ChatCompletions));
+        v1.MapPost("/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.Completions));
+        v1.MapPost("/embeddings", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.Embeddings));
+        v1.MapGet("/models", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().ListAsync(context));
+        v1.MapGet("/models/{**id}", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().GetAsync(context, (string)context.Request.RouteValues["id"]!));
+        v1.MapPost("/route/explain", static context => context.RequestServices.GetRequiredService<RouteExplainEndpoint>().ExplainAsync(context));
+        return endpoints;
+    }
+}

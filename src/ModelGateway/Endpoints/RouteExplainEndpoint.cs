@@ -1,0 +1,195 @@
+using System.Text.Json;
+using ModelGateway.Configuration;
+using ModelGateway.Forwarding;
+using ModelGateway.Routing;
+using ModelGateway.State;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Endpoints;
+
+/// <summary>
+/// <c>POST /v1/route/explain</c>: takes a chat request, calls no upstream, and shows the decision the
+/// gateway would make: ranked candidates with estimated tokens, cost and live latency, and why each
+/// excluded deployment was left out.
+/// </summary>
+internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
+{
+    public async Task ExplainAsync(HttpContext context)
+    {
+        var operation = context.Request.Query["operation"].ToString() switch
+        {
+            "embeddings" => Operation.Embeddings,
+            "completions" => Operation.Completions,
+            _ => Operation.ChatCompletions,
+        };
+        using var request = new GatewayRequest(context, operation, context.TraceIdentifier, 0)
+        {
+            Caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous,
+        };
+        if (await intake.AcceptAsync(request) is { } error)
+        {
+            await error.WriteAsync(context);
+            return;
+        }
+
+        var decision = router.Decide(request, request.Route!, explain: true);
+        context.Response.ContentType = "application/json";
+        await using (var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Indented))
+        {
+            Write(json, request, decision);
+        }
+
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    private static void Write(Utf8JsonWriter json, GatewayRequest request, RoutingDecision decision)
+    {
+        var route = decision.Route;
+        json.WriteStartObject();
+        json.WriteString("model", route.Name);
+        json.WriteString("strategy", route.StrategyName);
+        json.WriteString("decision", decision.Eligible > 0 ? decision.ReasonText : "no eligible deployment");
+        json.WriteNumber("config_version", request.Catalog.Version);
+        json.WriteNumber("estimated_input_tokens", decision.EstimatedInputTokens);
+        json.WriteNumber("expected_output_tokens", decision.ExpectedOutputTokens);
+        json.WriteBoolean("stream", request.Info.Stream);
+        json.WriteStartArray("needs");
+        foreach (var need in ModelsEndpoint.Names(Router.Needs(request.Operation, request.Info)))
+        {
+            json.WriteStringValue(need);
+        }
+
+        json.WriteEndArray();
+        if (decision.Slo is { } slo)
+        {
+            json.WriteStartObject("slo");
+            json.WriteString("metric", slo.Metric == LatencyMetric.Ttft ? "ttft" : "duration");
+            json.WriteNumber("percentile", slo.Percentile);
+            json.WriteNumber("target_ms", slo.Target.TotalMilliseconds);
+            json.WriteBoolean("from_request_header", request.SloOverride is not null);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteNull("slo");
+        }
+
+        json.WriteStartArray("candidates");
+        var rank = 0;
+        foreach (var view in decision.Explained!)
+        {
+            if (view.Exclusion != Exclusion.None)
+            {
+                continue;
+            }
+
+            rank++;
+            json.WriteStartObject();
+            json.WriteNumber("rank", rank);
+            WriteDeployment(json, view);
+            json.WriteNumber("estimated_cost_usd", Math.Round(view.Cost, 8));
+            json.WriteNumber("score", double.IsNegativeInfinity(view.Score) ? -1 : Math.Round(view.Score, 8));
+            if (decision.Slo is not null)
+            {
+                WriteMs(json, "slo_value_ms", view.SloValueMs);
+                json.WriteBoolean("meets_slo", view.MeetsSlo);
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteStartArray("excluded");
+        foreach (var view in decision.Explained!)
+        {
+            if (view.Exclusion == Exclusion.None)
+            {
+                continue;
+            }
+
+            json.WriteStartObject();
+            WriteDeployment(json, view);
+            json.WriteString("reason", Code(view.Exclusion));
+            json.WriteString("detail", Detail(view));
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteDeployment(Utf8JsonWriter json, in CandidateView view)
+    {
+        var deployment = view.Deployment;
+        var state = deployment.State;
+        json.WriteString("deployment", deployment.Name);
+        json.WriteString("provider", deployment.Provider.Name);
+        json.WriteString("tier", deployment.Tier.ToString().ToLowerInvariant());
+        if (deployment.Region is not null)
+        {
+            json.WriteString("region", deployment.Region);
+        }
+
+        json.WriteNumber("estimated_input_tokens", view.InputTokens);
+        if (deployment.ContextWindow is { } window)
+        {
+            json.WriteNumber("context_window", window);
+        }
+
+        json.WriteNumber("in_flight", state.InFlight);
+        if (deployment.Capacity is { } capacity)
+        {
+            json.WriteNumber("capacity", capacity);
+        }
+
+        json.WriteString("circuit", state.Circuit.Status.ToString().ToLowerInvariant());
+        var snapshot = state.Latency.Snapshot;
+        json.WriteStartObject("latency");
+        WriteMs(json, "ewma_ttft_ms", state.Latency.IsFresh ? state.Latency.EwmaTtftMs : double.NaN);
+        WriteMs(json, "ewma_duration_ms", state.Latency.IsFresh ? state.Latency.EwmaDurationMs : double.NaN);
+        WriteMs(json, "ttft_p50_ms", snapshot.TtftP50);
+        WriteMs(json, "ttft_p90_ms", snapshot.TtftP90);
+        WriteMs(json, "duration_p50_ms", snapshot.DurationP50);
+        WriteMs(json, "duration_p90_ms", snapshot.DurationP90);
+        json.WriteNumber("ttft_samples", snapshot.TtftSamples);
+        json.WriteNumber("duration_samples", snapshot.DurationSamples);
+        json.WriteEndObject();
+    }
+
+    private static void WriteMs(Utf8JsonWriter json, string name, double value)
+    {
+        if (double.IsNaN(value))
+        {
+            json.WriteNull(name);
+        }
+        else
+        {
+            json.WriteNumber(name, Math.Round(value, 2));
+        }
+    }
+
+    private static string Code(Exclusion exclusion) => exclusion switch
+    {
+        Exclusion.Operation => "operation_not_supported",
+        Exclusion.Tools => "no_tools",
+        Exclusion.Vision => "no_vision",
+        Exclusion.JsonSchema => "no_json_schema",
+        Exclusion.RouteConstraint => "route_constraint",
+        Exclusion.KeyConstraint => "key_constraint",
+        Exclusion.ContextWindow => "context_length_exceeded",
+        Exclusion.MaxOutput => "max_tokens_exceeded",
+        Exclusion.CircuitOpen => "circuit_open",
+        Exclusion.CoolingDown => "cooling_down",
+        Exclusion.RateLimited => "rate_limited",
+        _ => "at_capacity",
+    };
+
+    private static string Detail(in CandidateView view) => view.Exclusion switch
+    {
+        Exclusion.ContextWindow => $"needs {view.InputTokens} input tokens plus max_tokens; context window is {view.ContextLimit}",
+        Exclusion.MaxOutput => $"max_tokens {view.InputTokens} exceeds the deployment's limit of {view.ContextLimit}",
+        Exclusion.CircuitOpen or Exclusion.CoolingDown or Exclusion.RateLimited => $"{RoutingDecision.Describe(view.Exclusion)}; back in {Durations.Format(view.Unavailable)}",
+        Exclusion.AtCapacity => $"{view.Deployment.State.InFlight} of {view.Deployment.Capacity} slots in use",
+        _ => RoutingDecision.Describe(view.Exclusion),
+    };
+}
