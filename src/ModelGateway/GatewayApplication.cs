@@ -30,10 +30,18 @@ public static class GatewayApplication
 
         configure?.Invoke(builder);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
-        builder.Services.AddSerilog((services, logger) => logger
-            .ReadFrom.Configuration(builder.Configuration)
-            .Enrich.FromLogContext()
-            .WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter())), writeToProviders: true);
+        var consoleLog = builder.Configuration.GetValue($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.ConsoleLog)}", true);
+        builder.Services.AddSerilog(
+            (services, logger) =>
+            {
+                logger.ReadFrom.Configuration(builder.Configuration).Enrich.FromLogContext();
+                if (consoleLog)
+                {
+                    // Async: a slow console must never hold a request up.
+                    logger.WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter()));
+                }
+            },
+            writeToProviders: true);
 
         AddGateway(builder.Services, builder.Configuration);
 
@@ -47,7 +55,9 @@ public static class GatewayApplication
             Predicate = check => check.Tags.Contains("ready"),
             ResponseWriter = HealthResponse.WriteAsync,
         });
-        app.MapFallback(static context => ApiError.NotFound(context.Request.Path).WriteAsync(context));
+        app.MapFallback(static context => (OpenAIEndpoints.IsKnownPath(context.Request.Path)
+            ? ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path)
+            : ApiError.NotFound(context.Request.Path)).WriteAsync(context));
         return app;
     }
 

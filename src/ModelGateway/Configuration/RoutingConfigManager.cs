@@ -27,7 +27,9 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     private ReloadResult? _lastReload;
     private FileSystemWatcher? _watcher;
     private ITimer? _poll;
+    private ITimer? _settle;
     private (long Length, DateTime Written) _seen;
+    private string? _lastAttemptHash;
     private int _version;
 
     public RoutingConfigManager(CatalogBuilder builder, IOptions<GatewayOptions> options, TimeProvider timeProvider, ILogger<RoutingConfigManager> logger)
@@ -91,6 +93,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     {
         _watcher?.Dispose();
         _poll?.Dispose();
+        _settle?.Dispose();
         return Task.CompletedTask;
     }
 
@@ -125,11 +128,13 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
                 return null;
             }
 
-            if (Hash(text) == _current?.ContentHash)
+            var hash = Hash(text);
+            if (hash == _current?.ContentHash || hash == _lastAttemptHash)
             {
                 return LastReload;
             }
 
+            _lastAttemptHash = hash;
             return Apply(text, path);
         }
         finally
@@ -201,6 +206,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
 
         // Polling catches what file events miss, such as Kubernetes swapping a ConfigMap's symlink.
         _poll = _timeProvider.CreateTimer(_ => Poll(), null, _options.ConfigPollInterval, _options.ConfigPollInterval);
+        _settle = _timeProvider.CreateTimer(_ => _ = Task.Run(ReloadAsync), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     private void Poll()
@@ -212,6 +218,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
             var seen = info.Exists ? (info.Length, info.LastWriteTimeUtc) : (-1L, DateTime.MinValue);
             if (seen != _seen)
             {
+                _seen = seen;
                 Trigger();
             }
         }
@@ -221,7 +228,11 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         }
     }
 
-    private void Trigger() => _ = Task.Run(ReloadAsync);
+    // An editor may write a file in several steps, and a half-written file can even be valid: wait
+    // until the file has been quiet for a moment before reading it.
+    private void Trigger() => _settle?.Change(SettleDelay, Timeout.InfiniteTimeSpan);
+
+    private static readonly TimeSpan SettleDelay = TimeSpan.FromMilliseconds(300);
 
     private static string ReadDemo()
     {
@@ -237,6 +248,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     {
         _watcher?.Dispose();
         _poll?.Dispose();
+        _settle?.Dispose();
         _reloadGate.Dispose();
     }
 

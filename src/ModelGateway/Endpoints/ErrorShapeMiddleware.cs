@@ -3,9 +3,8 @@ using ModelGateway.Wire;
 namespace ModelGateway.Endpoints;
 
 /// <summary>
-/// Whatever goes wrong outside the handlers still answers in OpenAI's error shape: a method the
-/// route does not take becomes 405 with a JSON body, an unexpected exception a 500 without a stack
-/// trace.
+/// Whatever goes wrong outside the handlers still answers in OpenAI's error shape: an unexpected
+/// exception becomes a 500 without a stack trace.
 /// </summary>
 internal sealed partial class ErrorShapeMiddleware(RequestDelegate next, ILogger<ErrorShapeMiddleware> logger)
 {
@@ -23,12 +22,6 @@ internal sealed partial class ErrorShapeMiddleware(RequestDelegate next, ILogger
             await (ex is BadHttpRequestException bad
                 ? new ApiError(bad.StatusCode, "The request could not be read.", "invalid_request_error", "invalid_request")
                 : ApiError.Internal()).WriteAsync(context);
-            return;
-        }
-
-        if (context.Response is { StatusCode: StatusCodes.Status405MethodNotAllowed, HasStarted: false, ContentLength: null })
-        {
-            await ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path).WriteAsync(context);
         }
     }
 

@@ -6,6 +6,22 @@ namespace ModelGateway.Endpoints;
 /// <summary>Maps OpenAI's API surface onto the gateway.</summary>
 internal static class OpenAIEndpoints
 {
+    private static readonly string[] KnownPaths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/route/explain"];
+
+    /// <summary>Whether a path the router did not match exists with another method (405, not 404).</summary>
+    public static bool IsKnownPath(PathString path)
+    {
+        foreach (var known in KnownPaths)
+        {
+            if (path.Equals(known, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static IEndpointRouteBuilder MapOpenAIEndpoints(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");

@@ -66,9 +66,6 @@ internal sealed class GatewayRequest : IDisposable
     public bool StreamCompleted { get; set; }
     public bool Continued { get; set; }
 
-    /// <summary>Request headers that may travel upstream, filtered once and shared by every attempt.</summary>
-    public HeaderDictionary? ForwardedHeaders { get; set; }
-
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;

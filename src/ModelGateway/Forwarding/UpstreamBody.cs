@@ -1,24 +1,19 @@
-using System.Net;
-using System.Net.Http.Headers;
 using ModelGateway.Providers;
 
 namespace ModelGateway.Forwarding;
 
 /// <summary>
 /// The client's JSON body with a few byte-level edits (the model id, the usage request, a
-/// continuation prefill), written upstream as segments of the original buffer. Nothing is
+/// continuation prefill), read upstream as segments of the original buffer. Nothing is
 /// re-serialized and the body is never copied whole.
 /// </summary>
-internal sealed class SplicedJsonContent : HttpContent
+internal sealed class SplicedBody
 {
-    private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
-
     private readonly ReadOnlyMemory<byte> _source;
     private readonly BodyEdit[] _edits;
     private readonly int _editCount;
-    private readonly long _length;
 
-    public SplicedJsonContent(ReadOnlyMemory<byte> source, BodyEdit[] edits, int editCount)
+    public SplicedBody(ReadOnlyMemory<byte> source, BodyEdit[] edits, int editCount)
     {
         _source = source;
         _edits = edits;
@@ -29,49 +24,86 @@ internal sealed class SplicedJsonContent : HttpContent
             length += edits[i].Insert.Length - edits[i].RemoveLength;
         }
 
-        _length = length;
-        Headers.ContentType = JsonMediaType;
+        Length = length;
     }
 
-    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => SerializeToStreamAsync(stream, context, CancellationToken.None);
+    public long Length { get; }
 
-    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-    {
-        var position = 0;
-        for (var i = 0; i < _editCount; i++)
-        {
-            var edit = _edits[i];
-            if (edit.Offset > position)
-            {
-                await stream.WriteAsync(_source[position..edit.Offset], cancellationToken).ConfigureAwait(false);
-            }
-
-            if (!edit.Insert.IsEmpty)
-            {
-                await stream.WriteAsync(edit.Insert, cancellationToken).ConfigureAwait(false);
-            }
-
-            position = edit.Offset + edit.RemoveLength;
-        }
-
-        if (position < _source.Length)
-        {
-            await stream.WriteAsync(_source[position..], cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    protected override bool TryComputeLength(out long length)
-    {
-        length = _length;
-        return true;
-    }
+    /// <summary>A fresh read-only stream over the edited body; one per attempt, since a failover re-sends it.</summary>
+    public Stream OpenRead() => new SegmentStream(this);
 
     /// <summary>Materializes the edited body; for tests and diagnostics, not the hot path.</summary>
     public byte[] ToArray()
     {
-        using var buffer = new MemoryStream((int)_length);
-        SerializeToStreamAsync(buffer, null, CancellationToken.None).GetAwaiter().GetResult();
+        using var stream = OpenRead();
+        using var buffer = new MemoryStream((int)Length);
+        stream.CopyTo(buffer);
         return buffer.ToArray();
+    }
+
+    // The body as a sequence of segments: original bytes between edits, and each edit's insert.
+    private ReadOnlyMemory<byte> Segment(int index)
+    {
+        // Even indexes are stretches of the original, odd ones inserts: 0, insert0, 1, insert1, ..., last original stretch.
+        var edit = index / 2;
+        if (index % 2 == 1)
+        {
+            return _edits[edit].Insert;
+        }
+
+        var start = edit == 0 ? 0 : _edits[edit - 1].Offset + _edits[edit - 1].RemoveLength;
+        var end = edit < _editCount ? _edits[edit].Offset : _source.Length;
+        return _source[start..end];
+    }
+
+    private int SegmentCount => (_editCount * 2) + 1;
+
+    private sealed class SegmentStream(SplicedBody body) : Stream
+    {
+        private int _segment;
+        private int _offset;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => body.Length;
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> destination)
+        {
+            var written = 0;
+            while (written < destination.Length && _segment < body.SegmentCount)
+            {
+                var segment = body.Segment(_segment).Span[_offset..];
+                var take = Math.Min(segment.Length, destination.Length - written);
+                segment[..take].CopyTo(destination[written..]);
+                written += take;
+                _offset += take;
+                if (_offset == body.Segment(_segment).Length)
+                {
+                    _segment++;
+                    _offset = 0;
+                }
+            }
+
+            return written;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => new(Read(buffer.Span));
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => Task.FromResult(Read(buffer, offset, count));
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
 
@@ -89,7 +121,7 @@ internal static class UpstreamBody
     private static readonly ReadOnlyMemory<byte> AssistantPrefix = ",{\"role\":\"assistant\",\"content\":"u8.ToArray();
     private static readonly ReadOnlyMemory<byte> ObjectEnd = "}"u8.ToArray();
 
-    public static SplicedJsonContent ForOpenAI(UpstreamRequest call)
+    public static SplicedBody ForOpenAI(UpstreamRequest call)
     {
         var request = call.Request;
         ref readonly var info = ref request.Info;
@@ -127,7 +159,7 @@ internal static class UpstreamBody
         }
 
         SortByOffset(edits, count);
-        return new SplicedJsonContent(request.BodyMemory, edits, count);
+        return new SplicedBody(request.BodyMemory, edits, count);
     }
 
     private static byte[] Concat(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ReadOnlySpan<byte> c)

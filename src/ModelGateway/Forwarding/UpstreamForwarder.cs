@@ -32,19 +32,18 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
         HttpMessageInvoker invoker,
         string destinationPrefix,
         Uri destination,
-        HttpContent content,
+        SplicedBody body,
         KeyValuePair<string, string>[] headers,
         CancellationToken cancellationToken)
     {
-        var attemptContext = CreateAttemptContext(request);
-        var transformer = new AttemptTransformer(destination, content, headers, request.RequestId, timeProvider);
+        var attemptContext = CreateAttemptContext(request, body);
+        var transformer = new AttemptTransformer(destination, headers, request.RequestId, timeProvider);
         var error = await forwarder.SendAsync(attemptContext, destinationPrefix, invoker, RequestConfig, transformer, cancellationToken).ConfigureAwait(false);
         if (transformer.Response is { } response)
         {
             return response;
         }
 
-        content.Dispose();
         cancellationToken.ThrowIfCancellationRequested();
         var exception = attemptContext.Features.Get<IForwarderErrorFeature>()?.Exception;
         var detail = Describe(exception) ?? error.ToString();
@@ -69,7 +68,9 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
         return current?.Message;
     }
 
-    private static DefaultHttpContext CreateAttemptContext(GatewayRequest request)
+    // YARP reads the body and headers from the HttpContext it is given, so each attempt gets its own:
+    // its own body stream (a failover re-sends the body) and nothing shared with a concurrent hedge.
+    private static DefaultHttpContext CreateAttemptContext(GatewayRequest request, SplicedBody body)
     {
         var context = new DefaultHttpContext();
         var inbound = request.HttpContext.Request;
@@ -78,12 +79,15 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
         outbound.Scheme = inbound.Scheme;
         outbound.Path = inbound.Path;
         outbound.Protocol = "HTTP/1.1";
-        context.Features.Get<IHttpRequestFeature>()!.Headers = request.ForwardedHeaders ??= ForwardedHeaders.From(inbound.Headers);
+        context.Features.Get<IHttpRequestFeature>()!.Headers = ForwardedHeaders.From(inbound.Headers);
+        outbound.ContentType = "application/json";
+        outbound.ContentLength = body.Length;
+        outbound.Body = body.OpenRead();
         return context;
     }
 
-    /// <summary>Per-attempt transformer: sets the destination, body and credential, then takes the response over.</summary>
-    private sealed class AttemptTransformer(Uri destination, HttpContent content, KeyValuePair<string, string>[] headers, string requestId, TimeProvider timeProvider)
+    /// <summary>Per-attempt transformer: sets the destination and credential, then takes the response over.</summary>
+    private sealed class AttemptTransformer(Uri destination, KeyValuePair<string, string>[] headers, string requestId, TimeProvider timeProvider)
         : HttpTransformer
     {
         public UpstreamResponse? Response { get; private set; }
@@ -93,7 +97,6 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
             proxyRequest.RequestUri = destination;
             proxyRequest.Headers.Host = null;
-            proxyRequest.Content = content;
             proxyRequest.Headers.TryAddWithoutValidation("x-request-id", requestId);
             foreach (var header in headers)
             {

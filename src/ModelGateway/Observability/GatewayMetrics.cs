@@ -22,6 +22,9 @@ public sealed class ObservabilityOptions
 
     /// <summary>Write one access-log line per request.</summary>
     public bool AccessLog { get; set; } = true;
+
+    /// <summary>Write logs to the console as compact JSON (turn off when only an OTLP exporter should receive them).</summary>
+    public bool ConsoleLog { get; set; } = true;
 }
 
 /// <summary>

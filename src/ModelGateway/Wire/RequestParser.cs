@@ -297,7 +297,7 @@ internal static class RequestParser
         }
         catch (JsonException ex)
         {
-            problem = ex.Message.Contains("depth", StringComparison.OrdinalIgnoreCase)
+            problem = ex.Message.Contains("maximum configured depth", StringComparison.OrdinalIgnoreCase)
                 ? new($"The JSON body is nested more than {maxDepth} levels deep.", null)
                 : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
             return false;
