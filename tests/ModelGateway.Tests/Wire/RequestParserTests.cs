@@ -1,0 +1,89 @@
+using System.Text;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Tests.Wire;
+
+/// <summary>The request reader finds what routing needs in one pass and refuses what OpenAI would refuse.</summary>
+public sealed class RequestParserTests
+{
+    private static RequestInfo Parse(string json, Operation operation = Operation.ChatCompletions)
+    {
+        Assert.True(RequestParser.TryParse(Encoding.UTF8.GetBytes(json), operation, 64, out var info, out var problem), problem.Message);
+        return info;
+    }
+
+    [Fact]
+    public void Finds_the_model_by_its_exact_byte_range()
+    {
+        const string json = """{ "messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o" }""";
+        var info = Parse(json);
+
+        Assert.Equal("\"gpt-4o\"", json.Substring(info.ModelStart, info.ModelLength));
+        Assert.Equal("gpt-4o", RequestParser.GetModel(Encoding.UTF8.GetBytes(json), info));
+    }
+
+    [Fact]
+    public void Reads_what_routing_needs()
+    {
+        var info = Parse("""
+            {"model":"m","stream":true,"stream_options":{"include_usage":false},"max_completion_tokens":300,"n":2,
+             "tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
+             "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}},
+             "messages":[{"role":"system","content":"You are terse."},
+                         {"role":"user","content":[{"type":"text","text":"Describe"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}
+            """);
+
+        Assert.True(info.Stream);
+        Assert.False(info.IncludeUsage);
+        Assert.Equal(300, info.MaxTokens);
+        Assert.Equal(2, info.N);
+        Assert.True(info.HasTools);
+        Assert.Equal(1, info.ImageCount);
+        Assert.Equal(ResponseFormatKind.JsonSchema, info.ResponseFormat);
+        Assert.Equal(2, info.MessageCount);
+        Assert.True(info.TextBytes >= "You are terse.Describe".Length);
+    }
+
+    [Fact]
+    public void An_empty_tools_list_does_not_require_tool_support()
+    {
+        Assert.False(Parse("""{"model":"m","tools":[],"messages":[{"role":"user","content":"hi"}]}""").HasTools);
+    }
+
+    [Fact]
+    public void Embedding_inputs_may_be_text_or_token_arrays()
+    {
+        Assert.Equal(1, Parse("""{"model":"e","input":"one"}""", Operation.Embeddings).InputCount);
+        Assert.Equal(3, Parse("""{"model":"e","input":["a","b","c"]}""", Operation.Embeddings).InputCount);
+        var tokens = Parse("""{"model":"e","input":[[1,2,3],[4,5]]}""", Operation.Embeddings);
+        Assert.Equal(2, tokens.InputCount);
+        Assert.Equal(5, tokens.TokenIds);
+    }
+
+    [Fact]
+    public void Unknown_fields_of_any_shape_are_skipped()
+    {
+        var info = Parse("""{"model":"m","brand_new":{"deep":[{"a":[1,{"b":null}]}]},"messages":[{"role":"user","content":"hi","future":true}],"x":1.5e3}""");
+
+        Assert.Equal(1, info.MessageCount);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"top_p":1.5}""", "top_p")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"presence_penalty":-3}""", "presence_penalty")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":"yes"}}""", "stream_options.include_usage")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":42}]}""", "messages[0].content")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}]} {}""", null)]
+    public void Refuses_values_openai_would_refuse(string json, string? param)
+    {
+        Assert.False(RequestParser.TryParse(Encoding.UTF8.GetBytes(json), Operation.ChatCompletions, 64, out _, out var problem));
+        Assert.Equal(param, problem.Param);
+    }
+
+    [Fact]
+    public void Streams_cannot_be_asked_of_embeddings()
+    {
+        Assert.False(RequestParser.TryParse("""{"model":"e","input":"x","stream":true}"""u8, Operation.Embeddings, 64, out _, out var problem));
+        Assert.Equal("stream", problem.Param);
+    }
+}
