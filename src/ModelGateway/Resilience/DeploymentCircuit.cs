@@ -58,29 +58,27 @@ internal sealed partial class DeploymentCircuit
 
     public ResiliencePipeline<AttemptOutcome> Pipeline { get; }
 
-    public CircuitStatus Status
-    {
-        get
-        {
-            var until = Math.Max(Volatile.Read(ref _openUntil[0]), Volatile.Read(ref _openUntil[1]));
-            if (until == 0)
-            {
-                return CircuitStatus.Closed;
-            }
-
-            return _timeProvider.GetTimestamp() < until ? CircuitStatus.Open : CircuitStatus.HalfOpen;
-        }
-    }
+    public CircuitStatus Status => StatusAt(_timeProvider.GetTimestamp());
 
     /// <summary>How long the circuit stays open, or zero.</summary>
-    public TimeSpan OpenRemaining
+    public TimeSpan OpenRemaining => OpenRemainingAt(_timeProvider.GetTimestamp());
+
+    /// <summary>The status at <paramref name="now"/> (<see cref="TimeProvider.GetTimestamp"/>), so a decision reads the clock once.</summary>
+    public CircuitStatus StatusAt(long now)
     {
-        get
+        var until = Math.Max(Volatile.Read(ref _openUntil[0]), Volatile.Read(ref _openUntil[1]));
+        if (until == 0)
         {
-            var until = Math.Max(Volatile.Read(ref _openUntil[0]), Volatile.Read(ref _openUntil[1]));
-            var now = _timeProvider.GetTimestamp();
-            return until > now ? _timeProvider.GetElapsedTime(now, until) : TimeSpan.Zero;
+            return CircuitStatus.Closed;
         }
+
+        return now < until ? CircuitStatus.Open : CircuitStatus.HalfOpen;
+    }
+
+    public TimeSpan OpenRemainingAt(long now)
+    {
+        var until = Math.Max(Volatile.Read(ref _openUntil[0]), Volatile.Read(ref _openUntil[1]));
+        return until > now ? _timeProvider.GetElapsedTime(now, until) : TimeSpan.Zero;
     }
 
     /// <summary>Counts a failure that happened outside an attempt (a stream that broke mid-way).</summary>

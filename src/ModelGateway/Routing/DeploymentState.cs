@@ -55,9 +55,13 @@ internal sealed class DeploymentState
     /// <summary>The gateway's own count says the deployment's RPM/TPM is spent until the window moves.</summary>
     public void MarkLimited(TimeSpan duration) => Extend(ref _limitedUntil, duration);
 
-    public TimeSpan CoolingRemaining => Remaining(Volatile.Read(ref _coolingUntil));
+    public TimeSpan CoolingRemaining => CoolingRemainingAt(_timeProvider.GetTimestamp());
 
-    public TimeSpan LimitedRemaining => Remaining(Volatile.Read(ref _limitedUntil));
+    public TimeSpan LimitedRemaining => LimitedRemainingAt(_timeProvider.GetTimestamp());
+
+    public TimeSpan CoolingRemainingAt(long now) => Remaining(Volatile.Read(ref _coolingUntil), now);
+
+    public TimeSpan LimitedRemainingAt(long now) => Remaining(Volatile.Read(ref _limitedUntil), now);
 
     private void Extend(ref long until, TimeSpan duration)
     {
@@ -74,14 +78,13 @@ internal sealed class DeploymentState
         while (Interlocked.CompareExchange(ref until, target, current) != current);
     }
 
-    private TimeSpan Remaining(long until)
+    private TimeSpan Remaining(long until, long now)
     {
         if (until == 0)
         {
             return TimeSpan.Zero;
         }
 
-        var now = _timeProvider.GetTimestamp();
         return until > now ? TimeSpan.FromSeconds((until - now) / (double)_timeProvider.TimestampFrequency) : TimeSpan.Zero;
     }
 }

@@ -32,6 +32,8 @@ internal sealed class LatencyTracker
     private long _lastSampleAt;
     private LatencySnapshot _snapshot = LatencySnapshot.Empty;
 
+    private long _windowTicks;
+
     public LatencyTracker(TimeProvider timeProvider, TimeSpan window)
     {
         _timeProvider = timeProvider;
@@ -39,7 +41,11 @@ internal sealed class LatencyTracker
     }
 
     /// <summary>Samples older than this no longer count. Set from the routing file; a reload may change it.</summary>
-    public TimeSpan Window { get; set; }
+    public TimeSpan Window
+    {
+        get => TimeSpan.FromSeconds(Volatile.Read(ref _windowTicks) / (double)_timeProvider.TimestampFrequency);
+        set => Volatile.Write(ref _windowTicks, (long)(value.TotalSeconds * _timeProvider.TimestampFrequency));
+    }
 
     /// <summary>EWMA of time to first token in milliseconds, or NaN before any streamed sample.</summary>
     public double EwmaTtftMs => Volatile.Read(ref _ewmaTtft);
@@ -51,24 +57,19 @@ internal sealed class LatencyTracker
     public long LastSampleAt => Volatile.Read(ref _lastSampleAt);
 
     /// <summary>The latest percentiles. Reads never block writers.</summary>
-    public LatencySnapshot Snapshot
-    {
-        get
-        {
-            var snapshot = Volatile.Read(ref _snapshot);
-            var last = LastSampleAt;
-            return last != 0 && _timeProvider.GetElapsedTime(last) > Window ? LatencySnapshot.Empty : snapshot;
-        }
-    }
+    public LatencySnapshot Snapshot => SnapshotAt(_timeProvider.GetTimestamp());
 
     /// <summary>True when the newest sample is still inside the window.</summary>
-    public bool IsFresh
+    public bool IsFresh => IsFreshAt(_timeProvider.GetTimestamp());
+
+    /// <summary>The percentiles as of <paramref name="now"/>: empty once the newest sample has left the window.</summary>
+    public LatencySnapshot SnapshotAt(long now) => IsFreshAt(now) ? Volatile.Read(ref _snapshot) : LatencySnapshot.Empty;
+
+    public bool IsFreshAt(long now)
     {
-        get
-        {
-            var last = LastSampleAt;
-            return last != 0 && _timeProvider.GetElapsedTime(last) <= Window;
-        }
+        // Raw timestamp arithmetic: this runs for every candidate of every decision.
+        var last = LastSampleAt;
+        return last != 0 && now - last <= Volatile.Read(ref _windowTicks);
     }
 
     /// <summary>Records one finished (or timed-out) attempt. <paramref name="ttft"/> is null for non-streamed answers.</summary>
@@ -77,6 +78,13 @@ internal sealed class LatencyTracker
         var now = _timeProvider.GetTimestamp();
         lock (_gate)
         {
+            if (_lastSampleAt != 0 && now - _lastSampleAt > _windowTicks)
+            {
+                // Everything known is older than the window: start the averages afresh.
+                _ewmaTtft = double.NaN;
+                _ewmaDuration = double.NaN;
+            }
+
             var slot = _next;
             _at[slot] = now;
             _ttft[slot] = ttft is { } t ? (float)t.TotalMilliseconds : float.NaN;
@@ -131,7 +139,7 @@ internal sealed class LatencyTracker
         for (var i = 0; i < _count; i++)
         {
             var value = source[i];
-            if (!float.IsNaN(value) && _timeProvider.GetElapsedTime(_at[i], now) <= Window)
+            if (!float.IsNaN(value) && now - _at[i] <= _windowTicks)
             {
                 _scratch[count++] = value;
             }

@@ -14,7 +14,7 @@ namespace ModelGateway.Routing;
 /// the route's strategy and latency objective. Pure and lock-free: no I/O, no waiting, and no
 /// allocation beyond the result.
 /// </summary>
-internal sealed class Router(TokenEstimator tokens)
+internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
 {
     /// <summary>Score given to candidates that miss a latency objective, so they rank after every one that meets it.</summary>
     private const double MissedSlo = 1e15;
@@ -32,7 +32,7 @@ internal sealed class Router(TokenEstimator tokens)
         }
         finally
         {
-            ArrayPool<CandidateView>.Shared.Return(views, clearArray: true);
+            ArrayPool<CandidateView>.Shared.Return(views);
         }
     }
 
@@ -45,6 +45,7 @@ internal sealed class Router(TokenEstimator tokens)
         var expectedOutput = info.MaxTokens ?? route.ExpectedOutputTokens;
         var slo = EffectiveSlo(route, request);
         var caller = request.Caller;
+        var now = timeProvider.GetTimestamp();
 
         var eligible = 0;
         var furthest = Exclusion.None;
@@ -54,6 +55,9 @@ internal sealed class Router(TokenEstimator tokens)
         var blockingRetry = TimeSpan.MaxValue;
         double maxCost = 0;
         double maxLatency = 0;
+
+        // Ties rotate with the decision counter, so equal candidates share the load.
+        var rotation = (int)(counter % views.Length);
         for (var i = 0; i < views.Length; i++)
         {
             ref var view = ref views[i];
@@ -61,8 +65,8 @@ internal sealed class Router(TokenEstimator tokens)
             view.Deployment = deployment;
             view.Position = i;
             view.InputTokens = estimate;
-            view.TieBreak = (i + counter) % views.Length;
-            view.Exclusion = Check(request, route, caller, deployment, needs, ref view);
+            view.TieBreak = i >= rotation ? i - rotation : i + views.Length - rotation;
+            view.Exclusion = Check(request, route, caller, deployment, needs, now, ref view);
             if (view.Exclusion != Exclusion.None)
             {
                 var stage = Stage(view.Exclusion);
@@ -88,10 +92,10 @@ internal sealed class Router(TokenEstimator tokens)
             eligible++;
             view.InFlight = deployment.State.InFlight;
             view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
-            view.LatencyMs = Latency(deployment, info.Stream);
+            view.LatencyMs = Latency(deployment, info.Stream, now);
             if (slo is not null)
             {
-                view.SloValueMs = deployment.State.Latency.Snapshot.Get(slo.Metric, slo.Percentile);
+                view.SloValueMs = deployment.State.Latency.SnapshotAt(now).Get(slo.Metric, slo.Percentile);
                 view.MeetsSlo = double.IsNaN(view.SloValueMs) || view.SloValueMs <= slo.Target.TotalMilliseconds;
             }
 
@@ -172,7 +176,7 @@ internal sealed class Router(TokenEstimator tokens)
         return needs;
     }
 
-    private Exclusion Check(GatewayRequest request, ModelRoute route, CallerIdentity caller, Deployment deployment, Capabilities needs, ref CandidateView view)
+    private Exclusion Check(GatewayRequest request, ModelRoute route, CallerIdentity caller, Deployment deployment, Capabilities needs, long now, ref CandidateView view)
     {
         var missing = needs & ~deployment.Capabilities;
         if (missing != Capabilities.None)
@@ -218,20 +222,20 @@ internal sealed class Router(TokenEstimator tokens)
         }
 
         var state = deployment.State;
-        if (state.Circuit.Status == CircuitStatus.Open)
+        if (state.Circuit.StatusAt(now) == CircuitStatus.Open)
         {
-            view.Unavailable = state.Circuit.OpenRemaining;
+            view.Unavailable = state.Circuit.OpenRemainingAt(now);
             return Exclusion.CircuitOpen;
         }
 
-        var cooling = state.CoolingRemaining;
+        var cooling = state.CoolingRemainingAt(now);
         if (cooling > TimeSpan.Zero)
         {
             view.Unavailable = cooling;
             return Exclusion.CoolingDown;
         }
 
-        var limited = state.LimitedRemaining;
+        var limited = state.LimitedRemainingAt(now);
         if (limited > TimeSpan.Zero)
         {
             view.Unavailable = limited;
@@ -287,10 +291,10 @@ internal sealed class Router(TokenEstimator tokens)
         => deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(inputTokens, 0, outputTokens);
 
     /// <summary>EWMA time to first token for streams, total duration otherwise; NaN when unknown or stale.</summary>
-    public static double Latency(Deployment deployment, bool stream)
+    public static double Latency(Deployment deployment, bool stream, long now)
     {
         var tracker = deployment.State.Latency;
-        if (!tracker.IsFresh)
+        if (!tracker.IsFreshAt(now))
         {
             return double.NaN;
         }

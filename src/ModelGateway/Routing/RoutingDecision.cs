@@ -76,7 +76,7 @@ internal sealed class RoutingDecision
     /// <summary>Every candidate, ranked then excluded; only filled by <c>/v1/route/explain</c>.</summary>
     public CandidateView[]? Explained { get; init; }
 
-    public string ReasonText => Describe(Route.StrategyName, Reason);
+    public string ReasonText => Describe(Slo is null ? Route.StrategyName : "slo", Reason);
 
     public static string Describe(string strategy, DecisionReason reason) => reason switch
     {
