@@ -38,6 +38,10 @@ public sealed class GatewayOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
     public TimeSpan FinishGrace { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>After an in-band error event, how long to let it reach the client before aborting the broken stream.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:00:05")]
+    public TimeSpan StreamAbortGrace { get; set; } = TimeSpan.FromMilliseconds(200);
+
     /// <summary>Share of traffic that retries and failovers may add, per replica.</summary>
     [Range(0.0, 10.0)]
     public double RetryBudgetRatio { get; set; } = 0.2;

@@ -166,10 +166,9 @@ internal sealed partial class CompletionHandler(
             }
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
             {
-                await ResponseRelay.WriteErrorEventAsync(context.Response.BodyWriter,
+                await ResponseRelay.FailStreamAsync(context,
                     new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout"),
-                    CancellationToken.None).ConfigureAwait(false);
-                context.Abort();
+                    timeProvider, _options).ConfigureAwait(false);
                 request.ErrorCode = "total_timeout";
             }
 
@@ -223,8 +222,7 @@ internal sealed partial class CompletionHandler(
         if (context.Response.HasStarted)
         {
             // Keep-alives already sent a 200: report in-band, then abort so the stream cannot look complete.
-            await ResponseRelay.WriteErrorEventAsync(context.Response.BodyWriter, error, CancellationToken.None).ConfigureAwait(false);
-            context.Abort();
+            await ResponseRelay.FailStreamAsync(context, error, timeProvider, _options).ConfigureAwait(false);
             return;
         }
 

@@ -96,8 +96,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 if (next is null)
                 {
-                    await WriteErrorEventAsync(writer, failure, cancellationToken).ConfigureAwait(false);
-                    context.Abort();
+                    await FailStreamAsync(context, failure, timeProvider, options).ConfigureAwait(false);
                     break;
                 }
 
@@ -211,13 +210,24 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         writer.Write(EventEnd);
     }
 
-    /// <summary>An SSE event carrying an OpenAI error; SDKs raise it as an API error.</summary>
-    public static async Task WriteErrorEventAsync(PipeWriter writer, ApiError error, CancellationToken cancellationToken)
+    /// <summary>
+    /// Ends a started stream as failed: an SSE event carrying an OpenAI error (SDKs raise it), then an
+    /// abort, so the response cannot look complete to any client. The pause lets the server's socket
+    /// writer send what was flushed; aborting at once would throw the error event away.
+    /// </summary>
+    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options)
     {
-        writer.Write(DataPrefix);
-        error.WriteJson(writer);
-        writer.Write(EventEnd);
-        await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (!context.RequestAborted.IsCancellationRequested)
+        {
+            var writer = context.Response.BodyWriter;
+            writer.Write(DataPrefix);
+            error.WriteJson(writer);
+            writer.Write(EventEnd);
+            await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await Task.Delay(options.StreamAbortGrace, timeProvider, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        context.Abort();
     }
 
     private static ApiError StreamError(string message, string code) => new(502, message, "server_error", code);
