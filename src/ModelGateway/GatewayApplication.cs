@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using ModelGateway.Admin;
 using ModelGateway.Configuration;
 using ModelGateway.Endpoints;
 using ModelGateway.Forwarding;
@@ -8,6 +9,7 @@ using ModelGateway.Observability;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.State;
+using ModelGateway.State.Redis;
 using ModelGateway.Wire;
 using Serilog;
 using Serilog.Formatting.Compact;
@@ -28,8 +30,15 @@ public static class GatewayApplication
             builder.Configuration[$"{GatewayOptions.Section}:{nameof(GatewayOptions.ConfigPath)}"] = fromEnvironment;
         }
 
+        if (string.IsNullOrEmpty(builder.Configuration[$"{AdminOptions.Section}:{nameof(AdminOptions.MasterKey)}"])
+            && Environment.GetEnvironmentVariable("MODELGATEWAY_MASTER_KEY") is { Length: > 0 } masterKey)
+        {
+            builder.Configuration[$"{AdminOptions.Section}:{nameof(AdminOptions.MasterKey)}"] = masterKey;
+        }
+
         configure?.Invoke(builder);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+        AddAdminPort(builder);
         var consoleLog = builder.Configuration.GetValue($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.ConsoleLog)}", true);
         builder.Services.AddSerilog(
             (services, logger) =>
@@ -48,7 +57,10 @@ public static class GatewayApplication
         var app = builder.Build();
         app.UseMiddleware<RequestIdMiddleware>();
         app.UseMiddleware<ErrorShapeMiddleware>();
+        app.UseMiddleware<KeyAuthenticationMiddleware>();
         app.MapOpenAIEndpoints();
+        app.MapOwnUsage();
+        app.MapAdminEndpoints(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value);
         app.MapGet("/healthz/live", static () => Results.Text("ok"));
         app.MapHealthChecks("/healthz/ready", new HealthCheckOptions
         {
@@ -94,11 +106,55 @@ public static class GatewayApplication
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<AccessLog>();
 
+        AddState(services, configuration);
+        services.AddHostedService<StartupReport>();
+        services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
+    }
+
+    // Keys, limits and usage: in this process by default, in Redis when State:Redis is set.
+    private static void AddState(IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<StateOptions>().Bind(configuration.GetSection(StateOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<StateOptions>, StateOptionsValidator>();
+        services.AddOptions<AuthOptions>().Bind(configuration.GetSection(AuthOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AuthOptions>, AuthOptionsValidator>();
+        services.AddOptions<AdminOptions>().Bind(configuration.GetSection(AdminOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AdminOptions>, AdminOptionsValidator>();
+        services.AddSingleton<KeyAuthenticator>();
+        services.AddSingleton<KeyAdministration>();
+        services.AddSingleton<UsageReports>();
+
+        if (!string.IsNullOrWhiteSpace(configuration[$"{StateOptions.Section}:{nameof(StateOptions.Redis)}"]))
+        {
+            services.AddSingleton<RedisConnection>();
+            services.AddHostedService(static sp => sp.GetRequiredService<RedisConnection>());
+            services.AddSingleton<IRateLimiter, RedisRateLimiter>();
+            services.AddSingleton<IKeyStore, RedisKeyStore>();
+            services.AddSingleton<RedisUsageStore>();
+            services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<RedisUsageStore>());
+            services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<RedisUsageStore>());
+            services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: ["ready"]);
+            return;
+        }
+
         services.AddSingleton<IRateLimiter>(static sp => new InMemoryRateLimiter(sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IKeyStore, InMemoryKeyStore>();
         services.AddSingleton<InMemoryUsageStore>();
         services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<InMemoryUsageStore>());
         services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<InMemoryUsageStore>());
+    }
 
-        services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
+    // With Admin:Port set, the admin API answers only there: add that port to what Kestrel listens on.
+    private static void AddAdminPort(WebApplicationBuilder builder)
+    {
+        var port = builder.Configuration.GetValue<int>($"{AdminOptions.Section}:{nameof(AdminOptions.Port)}");
+        if (port <= 0)
+        {
+            return;
+        }
+
+        var urls = builder.Configuration["urls"] ?? "http://localhost:8080";
+        var first = new Uri(urls.Split(';', StringSplitOptions.RemoveEmptyEntries)[0].Replace("+", "0.0.0.0", StringComparison.Ordinal).Replace("*", "0.0.0.0", StringComparison.Ordinal));
+        builder.WebHost.UseUrls($"{urls};{first.Scheme}://{first.Host}:{port}");
     }
 }

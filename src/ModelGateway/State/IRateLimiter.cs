@@ -45,10 +45,17 @@ internal sealed class KeyAdmission
     public long WindowSecond { get; init; }
     public bool HoldsConcurrencySlot { get; init; }
     public string? LeaseId { get; init; }
+
+    /// <summary>The budget periods (yyyyMMdd, yyyyMM) the reservation was booked in, by the store's clock.</summary>
+    public string? Day { get; init; }
+    public string? Month { get; init; }
+
+    /// <summary>True when a replica-local limiter answered because the shared store was unreachable.</summary>
+    public bool Local { get; init; }
 }
 
 /// <summary>The answer to a deployment's provider-limit check.</summary>
-internal readonly record struct DeploymentAdmission(bool Allowed, TimeSpan RetryAfter, long ReservedTokens, long WindowSecond)
+internal readonly record struct DeploymentAdmission(bool Allowed, TimeSpan RetryAfter, long ReservedTokens, long WindowSecond, bool Local = true)
 {
     public static readonly DeploymentAdmission Unlimited = new(true, TimeSpan.Zero, 0, 0);
 }

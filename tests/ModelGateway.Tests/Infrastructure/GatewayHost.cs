@@ -65,6 +65,7 @@ internal sealed class GatewayHost : IAsyncDisposable
                 ["Gateway:ConfigPollInterval"] = "00:00:00.200",
                 ["Serilog:MinimumLevel:Default"] = "Information",
                 ["Observability:ConsoleLog"] = "false",
+                ["Auth:Mode"] = "none",
             };
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
             {

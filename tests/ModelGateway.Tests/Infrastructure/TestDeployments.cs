@@ -26,7 +26,9 @@ internal static class TestDeployments
         string[]? tags = null,
         TokenizerKind tokenizer = TokenizerKind.O200k,
         TimeSpan? latencyWindow = null,
-        int? maxOutputTokens = null)
+        int? maxOutputTokens = null,
+        int? rpm = null,
+        int? tpm = null)
     {
         time ??= TimeProvider.System;
         var provider = new ProviderEndpoint
@@ -57,8 +59,8 @@ internal static class TestDeployments
             Pricing = new Pricing(inputPrice / 1_000_000, outputPrice / 1_000_000, inputPrice / 1_000_000, perHour),
             Capabilities = capabilities,
             Capacity = capacity,
-            RpmLimit = null,
-            TpmLimit = null,
+            RpmLimit = rpm,
+            TpmLimit = tpm,
             Region = region,
             Tags = tags ?? [],
             Tokenizer = tokenizer,

@@ -1,0 +1,141 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using ModelGateway.Wire;
+
+namespace ModelGateway.State;
+
+/// <summary>
+/// Resolves the caller of every <c>/v1</c> request from its virtual key (<c>Authorization: Bearer</c>,
+/// or <c>api-key</c> as Azure-style SDKs send it). Keys are looked up by the hash of the secret and
+/// cached briefly; a change to a key (revoke, edit) reaches every replica's cache at once.
+/// </summary>
+internal sealed partial class KeyAuthenticator : IDisposable
+{
+    private static readonly TimeSpan NegativeCacheDuration = TimeSpan.FromSeconds(2);
+
+    private readonly IKeyStore _store;
+    private readonly TimeProvider _timeProvider;
+    private readonly AuthOptions _auth;
+    private readonly AdminOptions _admin;
+    private readonly long _cacheTicks;
+    private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    private static readonly CallerIdentity Master = new() { KeyId = "master", Name = "master", AllowSloOverride = true };
+
+    public KeyAuthenticator(IKeyStore store, TimeProvider timeProvider, IOptions<AuthOptions> auth, IOptions<AdminOptions> admin, IOptions<StateOptions> state)
+    {
+        _store = store;
+        _timeProvider = timeProvider;
+        _auth = auth.Value;
+        _admin = admin.Value;
+        _cacheTicks = (long)(state.Value.KeyCacheDuration.TotalSeconds * timeProvider.TimestampFrequency);
+        _store.Changed += Evict;
+    }
+
+    public bool Enabled => _auth.Mode == AuthMode.Keys;
+
+    /// <summary>The caller, or the error to answer with.</summary>
+    public async ValueTask<(CallerIdentity? Caller, ApiError? Error)> AuthenticateAsync(HttpContext context)
+    {
+        if (!Enabled)
+        {
+            return (CallerIdentity.Anonymous, null);
+        }
+
+        var secret = ReadSecret(context.Request);
+        if (secret is null)
+        {
+            return (null, new ApiError(401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error", null));
+        }
+
+        if (_admin.MasterKey is { Length: > 0 } master && KeySecrets.Equal(secret, master))
+        {
+            return (Master, null);
+        }
+
+        var hash = KeySecrets.Hash(secret);
+        var now = _timeProvider.GetTimestamp();
+        var cached = _cache.TryGetValue(hash, out var entry);
+        if (!cached || now > entry.ExpiresAt)
+        {
+            VirtualKey? key;
+            try
+            {
+                key = await _store.FindByHashAsync(hash, context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (KeyStoreUnavailableException)
+            {
+                // A key seen before keeps working while the store is away; an unknown one cannot be checked.
+                if (!cached)
+                {
+                    return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true });
+                }
+
+                key = entry.Key;
+            }
+
+            entry = new CacheEntry(key, key?.ToCaller(), now + (key is null ? (long)(NegativeCacheDuration.TotalSeconds * _timeProvider.TimestampFrequency) : _cacheTicks));
+            _cache[hash] = entry;
+        }
+
+        if (entry.Key is null)
+        {
+            return (null, InvalidKey(secret, "Incorrect API key provided"));
+        }
+
+        if (entry.Key.RevokedAt is not null)
+        {
+            return (null, InvalidKey(secret, "This API key has been revoked"));
+        }
+
+        if (entry.Key.ExpiresAt is { } expires && expires <= _timeProvider.GetUtcNow())
+        {
+            return (null, InvalidKey(secret, "This API key has expired"));
+        }
+
+        return (entry.Caller, null);
+    }
+
+    private static ApiError InvalidKey(string secret, string reason) => new(401, $"{reason}: {KeySecrets.Hint(secret)}.", "invalid_request_error", "invalid_api_key");
+
+    private static string? ReadSecret(HttpRequest request)
+    {
+        var authorization = request.Headers.Authorization.ToString();
+        if (authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = authorization[7..].Trim();
+            return token.Length > 0 ? token : null;
+        }
+
+        var apiKey = request.Headers["api-key"].ToString();
+        return apiKey.Length > 0 ? apiKey.Trim() : null;
+    }
+
+    private void Evict(string hash) => _cache.TryRemove(hash, out _);
+
+    public void Dispose() => _store.Changed -= Evict;
+
+    private readonly record struct CacheEntry(VirtualKey? Key, CallerIdentity? Caller, long ExpiresAt);
+}
+
+/// <summary>Authenticates <c>/v1</c> requests and hands the caller on as a request feature.</summary>
+internal sealed class KeyAuthenticationMiddleware(RequestDelegate next, KeyAuthenticator authenticator)
+{
+    public async Task InvokeAsync(HttpContext context)
+    {
+        if (context.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase))
+        {
+            var (caller, error) = await authenticator.AuthenticateAsync(context).ConfigureAwait(false);
+            if (error is not null)
+            {
+                await error.WriteAsync(context).ConfigureAwait(false);
+                return;
+            }
+
+            context.Features.Set(caller!);
+        }
+
+        await next(context).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,213 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using ModelGateway.Forwarding;
+using StackExchange.Redis;
+
+namespace ModelGateway.State.Redis;
+
+/// <summary>
+/// Usage totals in Redis, one hash per day (<c>{mg:usage}:yyyyMMdd</c>), so every replica adds to the
+/// same numbers. While Redis is unreachable increments are held in memory, merged, and written when it
+/// comes back: usage is never silently dropped.
+/// </summary>
+internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
+{
+    private const char Separator = '\u001f';
+    private static readonly RedisKey Prefix = "{mg:usage}";
+
+    private readonly RedisConnection _redis;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger<RedisUsageStore> _logger;
+    private readonly ConcurrentDictionary<(string Day, string Dimensions), double[]> _pending = new();
+    private int _flushing;
+
+    public RedisUsageStore(RedisConnection redis, TimeProvider timeProvider, ILogger<RedisUsageStore> logger)
+    {
+        _redis = redis;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        _redis.Restored += () => _ = FlushAsync();
+    }
+
+    private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples"];
+
+    public async ValueTask RecordAsync(GatewayRequest request, TimeSpan elapsed)
+    {
+        var key = UsageKeys.For(request, _timeProvider.GetUtcNow());
+        var dimensions = Dimensions(key);
+        var values = Values(request, elapsed);
+        if (_redis.IsAvailable)
+        {
+            try
+            {
+                await WriteAsync(string.Empty, dimensions, values).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                _redis.ReportFailure(ex);
+            }
+        }
+
+        Hold(key.Day.ToString(CultureInfo.InvariantCulture), dimensions, values);
+    }
+
+    public async ValueTask<IReadOnlyList<UsageRow>> QueryAsync(UsageFilter filter, CancellationToken cancellationToken)
+    {
+        var rows = new Dictionary<string, UsageTotals>(StringComparer.Ordinal);
+        for (var day = filter.From; day <= filter.To; day = day.AddDays(1))
+        {
+            var dayNumber = UsageKeys.DayNumber(day);
+            var entries = await _redis.Database.HashGetAllAsync($"{Prefix}:{dayNumber}").ConfigureAwait(false);
+            var byDimensions = new Dictionary<string, UsageTotals>(StringComparer.Ordinal);
+            foreach (var entry in entries)
+            {
+                var field = (string)entry.Name!;
+                var bar = field.LastIndexOf('|');
+                if (bar < 0)
+                {
+                    continue;
+                }
+
+                var dimensions = field[..bar];
+                if (!byDimensions.TryGetValue(dimensions, out var totals))
+                {
+                    totals = new UsageTotals();
+                    byDimensions[dimensions] = totals;
+                }
+
+                Set(totals, field[(bar + 1)..], (double)entry.Value);
+            }
+
+            foreach (var (dimensions, totals) in byDimensions)
+            {
+                var parts = dimensions.Split(Separator);
+                if (parts.Length != 5)
+                {
+                    continue;
+                }
+
+                var key = new UsageKey(dayNumber, parts[0], parts[1], parts[2], parts[3], parts[4]);
+                if (!UsageKeys.Matches(key, filter))
+                {
+                    continue;
+                }
+
+                var group = UsageKeys.Group(key, filter.GroupBy);
+                if (!rows.TryGetValue(group, out var sum))
+                {
+                    sum = new UsageTotals();
+                    rows[group] = sum;
+                }
+
+                UsageKeys.Accumulate(sum, totals);
+            }
+        }
+
+        return UsageKeys.ToRows(rows);
+    }
+
+    private async Task WriteAsync(string day, string dimensions, double[] values)
+    {
+        var args = new RedisValue[2 + (Metrics.Length * 2)];
+        args[0] = day;
+        args[1] = dimensions;
+        for (var i = 0; i < Metrics.Length; i++)
+        {
+            args[2 + (i * 2)] = Metrics[i];
+            args[3 + (i * 2)] = values[i].ToString("R", CultureInfo.InvariantCulture);
+        }
+
+        await _redis.Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, [Prefix], args).ConfigureAwait(false);
+    }
+
+    private void Hold(string day, string dimensions, double[] values)
+    {
+        var pending = _pending.GetOrAdd((day, dimensions), static _ => new double[Metrics.Length]);
+        lock (pending)
+        {
+            for (var i = 0; i < values.Length; i++)
+            {
+                pending[i] += values[i];
+            }
+        }
+    }
+
+    private async Task FlushAsync()
+    {
+        if (Interlocked.Exchange(ref _flushing, 1) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            var flushed = 0;
+            foreach (var key in _pending.Keys)
+            {
+                if (!_pending.TryRemove(key, out var values))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    await WriteAsync(key.Day, key.Dimensions, values).ConfigureAwait(false);
+                    flushed++;
+                }
+                catch (Exception ex) when (ex is RedisException or TimeoutException)
+                {
+                    Hold(key.Day, key.Dimensions, values);
+                    _redis.ReportFailure(ex);
+                    break;
+                }
+            }
+
+            if (flushed > 0)
+            {
+                LogFlushed(_logger, flushed);
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _flushing, 0);
+        }
+    }
+
+    private static string Dimensions(in UsageKey key)
+        => string.Join(Separator, Clean(key.KeyId), Clean(key.KeyName), Clean(key.Team), Clean(key.Model), Clean(key.Deployment));
+
+    private static string Clean(string value) => value.Replace(Separator, ' ').Replace('|', '/');
+
+    private static double[] Values(GatewayRequest request, TimeSpan elapsed) =>
+    [
+        1,
+        request.StatusCode is < 200 or > 299 || !request.StreamCompleted ? 1 : 0,
+        request.Usage.Input,
+        request.Usage.Cached,
+        request.Usage.Output,
+        request.Cost,
+        elapsed.TotalMilliseconds,
+        request.TimeToFirstToken.TotalMilliseconds,
+        request.TimeToFirstToken > TimeSpan.Zero ? 1 : 0,
+    ];
+
+    private static void Set(UsageTotals totals, string metric, double value)
+    {
+        switch (metric)
+        {
+            case "requests": totals.Requests += (long)value; break;
+            case "errors": totals.Errors += (long)value; break;
+            case "input": totals.InputTokens += (long)value; break;
+            case "cached": totals.CachedTokens += (long)value; break;
+            case "output": totals.OutputTokens += (long)value; break;
+            case "cost": totals.CostUsd += value; break;
+            case "latency_ms": totals.LatencyMs += value; break;
+            case "ttft_ms": totals.TtftMs += value; break;
+            case "ttft_samples": totals.TtftSamples += (long)value; break;
+        }
+    }
+
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Information, Message = "Wrote {Count} usage totals held while Redis was unreachable")]
+    private static partial void LogFlushed(ILogger logger, int count);
+}

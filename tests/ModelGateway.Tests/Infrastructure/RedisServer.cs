@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using StackExchange.Redis;
+
+namespace ModelGateway.Tests.Infrastructure;
+
+/// <summary>
+/// A real redis-server (the Debian package the test command installs) on a free loopback port, with
+/// no persistence. Tests stop and restart it to prove the gateway copes with Redis outages.
+/// </summary>
+internal sealed class RedisServer : IAsyncDisposable
+{
+    private Process? _process;
+
+    private RedisServer(int port)
+    {
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    public string ConnectionString => $"127.0.0.1:{Port}";
+
+    public static async Task<RedisServer> StartAsync(string? extraArguments = null)
+    {
+        var server = new RedisServer(FreePort());
+        await server.StartProcessAsync(extraArguments);
+        return server;
+    }
+
+    public async Task StartProcessAsync(string? extraArguments = null)
+    {
+        var start = new ProcessStartInfo(Executable(), $"--port {Port} --bind 127.0.0.1 --save \"\" --appendonly no --protected-mode no {extraArguments}")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        _process = Process.Start(start)!;
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        await WaitUntilAnsweringAsync(Port);
+    }
+
+    /// <summary>Kills the server, as a crash or a network partition would look to the gateway.</summary>
+    public async Task StopAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync();
+
+    public static async Task WaitUntilAnsweringAsync(int port)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            try
+            {
+                using var connection = await ConnectionMultiplexer.ConnectAsync($"127.0.0.1:{port},connectTimeout=500,abortConnect=true");
+                await connection.GetDatabase().PingAsync();
+                return;
+            }
+            catch (RedisConnectionException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        throw new InvalidOperationException($"redis-server did not answer on port {port}");
+    }
+
+    public static string Executable()
+    {
+        foreach (var candidate in new[] { "/usr/bin/redis-server", "/usr/local/bin/redis-server" })
+        {
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new InvalidOperationException("redis-server is not installed: run ./test.sh, which installs it (apt package redis-server).");
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>A three-master Redis Cluster on loopback, created with redis-cli --cluster create.</summary>
+internal sealed class RedisCluster : IAsyncDisposable
+{
+    private readonly List<RedisServer> _nodes = [];
+    private readonly string _directory = Directory.CreateTempSubdirectory("modelgateway-cluster-").FullName;
+
+    public string ConnectionString => string.Join(',', _nodes.Select(n => n.ConnectionString));
+
+    public static async Task<RedisCluster> StartAsync()
+    {
+        var cluster = new RedisCluster();
+        for (var i = 0; i < 3; i++)
+        {
+            var port = RedisServer.FreePort();
+            cluster._nodes.Add(await RedisServer.StartAsync(
+                $"--cluster-enabled yes --cluster-config-file {Path.Combine(cluster._directory, $"nodes-{port}.conf")} --cluster-node-timeout 5000 --dir {cluster._directory}"));
+        }
+
+        var create = new ProcessStartInfo("redis-cli", $"--cluster create {string.Join(' ', cluster._nodes.Select(n => n.ConnectionString))} --cluster-replicas 0 --cluster-yes")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = Process.Start(create)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException("redis-cli --cluster create failed: " + output);
+        }
+
+        // The cluster is usable once every slot is served.
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            using var connection = await ConnectionMultiplexer.ConnectAsync(cluster.ConnectionString + ",allowAdmin=true");
+            var info = await connection.GetServer(cluster._nodes[0].ConnectionString).ExecuteAsync("CLUSTER", "INFO");
+            if (info.ToString().Contains("cluster_state:ok", StringComparison.Ordinal))
+            {
+                return cluster;
+            }
+
+            await Task.Delay(200);
+        }
+
+        throw new InvalidOperationException("the Redis cluster did not reach cluster_state:ok");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Temp files; the OS cleans them.
+        }
+    }
+}

@@ -1,0 +1,220 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using ModelGateway.State;
+using ModelGateway.State.Redis;
+using ModelGateway.Tests.Infrastructure;
+
+namespace ModelGateway.Tests.State;
+
+/// <summary>
+/// Every limiter gives the same answers for the same traffic: in memory, on a real Redis 7 server,
+/// and on a real three-node Redis Cluster.
+/// </summary>
+public abstract class RateLimiterContractTests
+{
+    private protected abstract IRateLimiter Limiter { get; }
+
+    private static CallerIdentity Key(int? rpm = null, long? tpm = null, int? parallel = null, double? daily = null) => new()
+    {
+        KeyId = "key_" + Guid.NewGuid().ToString("N")[..12],
+        Name = "test",
+        RpmLimit = rpm,
+        TpmLimit = tpm,
+        MaxParallelRequests = parallel,
+        DailyBudgetUsd = daily,
+    };
+
+    private ValueTask<KeyAdmission> AdmitAsync(CallerIdentity caller, long tokens = 10, double cost = 0)
+        => Limiter.AdmitAsync(caller, Guid.NewGuid().ToString("N"), tokens, cost, CancellationToken.None);
+
+    [Fact]
+    public async Task Rpm_admits_exactly_the_limit_and_then_says_when_to_come_back()
+    {
+        var caller = Key(rpm: 5);
+        var answers = new List<KeyAdmission>();
+        for (var i = 0; i < 8; i++)
+        {
+            answers.Add(await AdmitAsync(caller));
+        }
+
+        Assert.Equal(5, answers.Count(a => a.Allowed));
+        var refused = answers.Last();
+        Assert.False(refused.Allowed);
+        Assert.Equal(429, refused.Rejection!.Status);
+        Assert.InRange(refused.Rejection.RetryAfter!.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(60));
+        Assert.Equal(5, answers[0].RequestLimit);
+        Assert.Equal(4, answers[0].RequestsRemaining);
+        Assert.Equal(0, answers[4].RequestsRemaining);
+    }
+
+    [Fact]
+    public async Task Concurrent_admissions_never_exceed_the_limit()
+    {
+        var caller = Key(rpm: 25);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => AdmitAsync(caller).AsTask()));
+
+        Assert.Equal(25, answers.Count(a => a.Allowed));
+    }
+
+    [Fact]
+    public async Task Tpm_reserves_the_estimate_and_settling_returns_what_was_not_used()
+    {
+        var caller = Key(tpm: 1000);
+
+        var first = await AdmitAsync(caller, tokens: 800);
+        var second = await AdmitAsync(caller, tokens: 800);
+        await Limiter.SettleAsync(caller, first, actualTokens: 100, actualCost: 0);
+        var third = await AdmitAsync(caller, tokens: 800);
+
+        Assert.True(first.Allowed);
+        Assert.False(second.Allowed);
+        Assert.Equal("tokens", second.Rejection!.Type);
+        Assert.True(third.Allowed);
+    }
+
+    [Fact]
+    public async Task Parallel_requests_are_capped_and_a_finished_one_frees_its_slot()
+    {
+        var caller = Key(parallel: 2);
+
+        var a = await AdmitAsync(caller);
+        var b = await AdmitAsync(caller);
+        var c = await AdmitAsync(caller);
+        await Limiter.SettleAsync(caller, a, 10, 0);
+        var d = await AdmitAsync(caller);
+
+        Assert.True(a.Allowed && b.Allowed && d.Allowed);
+        Assert.False(c.Allowed);
+        Assert.Contains("concurrent", c.Rejection!.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_spent_budget_refuses_with_insufficient_quota_which_is_not_retryable()
+    {
+        var caller = Key(daily: 1.00);
+
+        var first = await AdmitAsync(caller, cost: 0.40);
+        await Limiter.SettleAsync(caller, first, 10, actualCost: 1.20);
+        var refused = await AdmitAsync(caller, cost: 0.01);
+
+        Assert.False(refused.Allowed);
+        Assert.Equal(429, refused.Rejection!.Status);
+        Assert.Equal("insufficient_quota", refused.Rejection.Code);
+        Assert.False(refused.Rejection.ShouldRetry);
+    }
+
+    [Fact]
+    public async Task Concurrent_requests_at_the_edge_of_a_budget_overspend_by_at_most_one_estimate()
+    {
+        var caller = Key(daily: 1.00);
+        const double estimate = 0.30;
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => AdmitAsync(caller, cost: estimate).AsTask()));
+
+        // Reservations stop once the reserved spend reaches the budget: 4 × 0.30 = 1.20, i.e. one estimate over at most.
+        var admitted = answers.Count(a => a.Allowed);
+        Assert.True(admitted * estimate <= 1.00 + estimate, $"{admitted} admitted");
+        Assert.Equal(4, admitted);
+    }
+
+    [Fact]
+    public async Task A_deployment_at_its_provider_rpm_is_refused_and_marked_for_routing()
+    {
+        var deployment = TestDeployments.Create("dep-" + Guid.NewGuid().ToString("N")[..8], rpm: 3);
+
+        var answers = new List<DeploymentAdmission>();
+        for (var i = 0; i < 5; i++)
+        {
+            answers.Add(await Limiter.TryAcquireDeploymentAsync(deployment, 10, CancellationToken.None));
+        }
+
+        Assert.Equal(3, answers.Count(a => a.Allowed));
+        Assert.True(deployment.State.LimitedRemaining > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public async Task A_key_without_limits_costs_no_round_trip()
+    {
+        var answer = await AdmitAsync(new CallerIdentity { KeyId = "unlimited", Name = "unlimited" });
+
+        Assert.Same(KeyAdmission.Unlimited, answer);
+    }
+}
+
+public sealed class InMemoryRateLimiterTests : RateLimiterContractTests
+{
+    private protected override IRateLimiter Limiter { get; } = new InMemoryRateLimiter(TimeProvider.System);
+}
+
+public sealed class RedisRateLimiterTests : RateLimiterContractTests, IClassFixture<RedisFixture>
+{
+    public RedisRateLimiterTests(RedisFixture redis) => Limiter = redis.Limiter;
+
+    private protected override IRateLimiter Limiter { get; }
+}
+
+[Collection(RedisClusterCollection.Name)]
+public sealed class RedisClusterRateLimiterTests : RateLimiterContractTests
+{
+    public RedisClusterRateLimiterTests(RedisClusterFixture cluster) => Limiter = cluster.Limiter;
+
+    private protected override IRateLimiter Limiter { get; }
+}
+
+/// <summary>One redis-server for a test class, with a limiter connected to it.</summary>
+public sealed class RedisFixture : IAsyncLifetime
+{
+    internal RedisServer Server { get; private set; } = null!;
+    internal RedisConnection Connection { get; private set; } = null!;
+    internal RedisRateLimiter Limiter { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Server = await RedisServer.StartAsync();
+        (Connection, Limiter) = await RedisLimiters.ConnectAsync(Server.ConnectionString);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Connection.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+/// <summary>One three-node Redis Cluster shared by the cluster tests (creating one takes seconds).</summary>
+public sealed class RedisClusterFixture : IAsyncLifetime
+{
+    internal RedisCluster Cluster { get; private set; } = null!;
+    internal RedisConnection Connection { get; private set; } = null!;
+    internal RedisRateLimiter Limiter { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Cluster = await RedisCluster.StartAsync();
+        (Connection, Limiter) = await RedisLimiters.ConnectAsync(Cluster.ConnectionString);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Connection.DisposeAsync();
+        await Cluster.DisposeAsync();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class RedisClusterCollection : ICollectionFixture<RedisClusterFixture>
+{
+    public const string Name = "Redis cluster";
+}
+
+internal static class RedisLimiters
+{
+    public static async Task<(RedisConnection, RedisRateLimiter)> ConnectAsync(string connectionString)
+    {
+        var options = Options.Create(new StateOptions { Redis = connectionString, CommandTimeout = TimeSpan.FromSeconds(2) });
+        var connection = new RedisConnection(options, TimeProvider.System, NullLogger<RedisConnection>.Instance);
+        await connection.StartAsync(CancellationToken.None);
+        return (connection, new RedisRateLimiter(connection, options, TimeProvider.System, NullLogger<RedisRateLimiter>.Instance));
+    }
+}
