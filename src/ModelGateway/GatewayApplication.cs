@@ -19,10 +19,15 @@ namespace ModelGateway;
 /// <summary>Builds the gateway host; Program and the functional tests share it.</summary>
 public static class GatewayApplication
 {
+    public const string DefaultUrl = "http://localhost:8080";
+
     /// <summary>Creates the host. <paramref name="configure"/> lets tests add settings before services are built.</summary>
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
+
+        // Serilog is the only logger: the builder's own console provider would print every line twice.
+        builder.Logging.ClearProviders();
         builder.Configuration.AddCommandLine(args, new Dictionary<string, string> { ["--config"] = $"{GatewayOptions.Section}:{nameof(GatewayOptions.ConfigPath)}" });
         if (string.IsNullOrEmpty(builder.Configuration[$"{GatewayOptions.Section}:{nameof(GatewayOptions.ConfigPath)}"])
             && Environment.GetEnvironmentVariable("MODELGATEWAY_CONFIG") is { Length: > 0 } fromEnvironment)
@@ -37,6 +42,12 @@ public static class GatewayApplication
         }
 
         configure?.Invoke(builder);
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+        {
+            // The documented default; ASPNETCORE_URLS, URLS or --urls replace it.
+            builder.WebHost.UseUrls(DefaultUrl);
+        }
+
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         AddAdminPort(builder);
         var consoleLog = builder.Configuration.GetValue($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.ConsoleLog)}", true);
@@ -153,7 +164,7 @@ public static class GatewayApplication
             return;
         }
 
-        var urls = builder.Configuration["urls"] ?? "http://localhost:8080";
+        var urls = builder.Configuration["urls"] is { Length: > 0 } configured ? configured : DefaultUrl;
         var first = new Uri(urls.Split(';', StringSplitOptions.RemoveEmptyEntries)[0].Replace("+", "0.0.0.0", StringComparison.Ordinal).Replace("*", "0.0.0.0", StringComparison.Ordinal));
         builder.WebHost.UseUrls($"{urls};{first.Scheme}://{first.Host}:{port}");
     }

@@ -28,6 +28,9 @@ internal sealed class GatewayCatalog
 
     public FrozenDictionary<string, ModelRoute>.AlternateLookup<ReadOnlySpan<char>> RouteLookup { get; init; }
 
+    /// <summary>Files that <c>file:</c> secrets were read from; rewriting one (a key rotation) reloads the catalog.</summary>
+    public string[] SecretFiles { get; init; } = [];
+
     public bool TryGetRoute(ReadOnlySpan<char> model, out ModelRoute route) => RouteLookup.TryGetValue(model, out route!);
 }
 

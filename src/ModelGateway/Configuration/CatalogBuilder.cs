@@ -62,7 +62,8 @@ internal sealed partial class CatalogBuilder(
         var defaultBreaker = MergeBreaker(DefaultBreaker, defaults.CircuitBreaker, "defaults.circuitBreaker", errors);
         var defaultWindow = ParseDuration(defaults.LatencyWindow, "defaults.latencyWindow", errors, positive: true) ?? TimeSpan.FromMinutes(5);
 
-        var providers = BuildProviders(document.Providers, errors, warnings);
+        var secretFiles = new List<string>();
+        var providers = BuildProviders(document.Providers, errors, warnings, secretFiles);
         var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);
         if (errors.Count > 0)
@@ -101,6 +102,7 @@ internal sealed partial class CatalogBuilder(
             RouteLookup = routeMap.GetAlternateLookup<ReadOnlySpan<char>>(),
             DeploymentList = deploymentList,
             RouteList = [.. routes],
+            SecretFiles = [.. secretFiles.Distinct(StringComparer.Ordinal)],
         };
     }
 
@@ -111,7 +113,7 @@ internal sealed partial class CatalogBuilder(
         _ => new OpenAIProviderClient(provider, forwarder, httpClients.Get(provider.ConnectTimeout)),
     };
 
-    private static Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, List<ConfigError> errors, List<ConfigError> warnings)
+    private static Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
     {
         var result = new Dictionary<string, ProviderEndpoint>(StringComparer.Ordinal);
         if (documents is null || documents.Count == 0)
@@ -155,7 +157,7 @@ internal sealed partial class CatalogBuilder(
                 errors.Add(new(path + ".baseUrl", "a simulated provider has no URL"));
             }
 
-            var apiKey = ResolveSecret(doc.ApiKey, path + ".apiKey", errors, warnings);
+            var apiKey = ResolveSecret(doc.ApiKey, path + ".apiKey", errors, warnings, secretFiles);
             if (apiKey is null && doc.ApiKey is null && kind is ProviderKind.OpenAI or ProviderKind.AzureOpenAI)
             {
                 errors.Add(new(path + ".apiKey", "required for this kind (e.g. env:OPENAI_API_KEY)"));
@@ -178,7 +180,7 @@ internal sealed partial class CatalogBuilder(
                         continue;
                     }
 
-                    if (ResolveSecret(value, headerPath, errors, warnings) is { } secret)
+                    if (ResolveSecret(value, headerPath, errors, warnings, secretFiles) is { } secret)
                     {
                         headers.Add(new(header, secret));
                     }
@@ -691,17 +693,18 @@ internal sealed partial class CatalogBuilder(
             errors.Add(new(path + ".maxAttempts", "must be between 1 and 10"));
         }
 
-        HedgingSettings? hedging = baseline.Hedging;
+        var hedging = baseline.Hedging;
         if (doc.Hedging is not null)
         {
-            var delay = ParseDuration(doc.Hedging.Delay, path + ".hedging.delay", errors, positive: false) ?? TimeSpan.FromSeconds(2);
-            var attempts = doc.Hedging.MaxAttempts ?? 2;
+            // Fields left out come from the defaults' hedging block, else from built-in values; enabled: false turns it off.
+            var delay = ParseDuration(doc.Hedging.Delay, path + ".hedging.delay", errors, positive: false) ?? baseline.Hedging?.Delay ?? TimeSpan.FromSeconds(2);
+            var attempts = doc.Hedging.MaxAttempts ?? baseline.Hedging?.MaxAttempts ?? 2;
             if (attempts is < 2 or > 5)
             {
                 errors.Add(new(path + ".hedging.maxAttempts", "must be between 2 and 5"));
             }
 
-            hedging = new HedgingSettings(delay, attempts);
+            hedging = doc.Hedging.Enabled == false ? null : new HedgingSettings(delay, attempts);
         }
 
         var keepAlive = ParseDuration(doc.KeepAliveInterval, path + ".keepAliveInterval", errors, positive: false) ?? baseline.KeepAliveInterval;
@@ -800,6 +803,10 @@ internal sealed partial class CatalogBuilder(
             var outage = doc.Outages[i];
             var outagePath = $"{path}.outages[{i}]";
             var status = outage.Status ?? 503;
+            if (status is < 400 or > 599)
+            {
+                errors.Add(new(outagePath + ".status", "must be an HTTP error status (400-599)"));
+            }
             if (outage.Every is not null || outage.For is not null)
             {
                 var every = ParseDuration(outage.Every, outagePath + ".every", errors, positive: true);
@@ -888,7 +895,7 @@ internal sealed partial class CatalogBuilder(
     }
 
     /// <summary>Resolves <c>env:NAME</c>, <c>file:/path</c> or a literal value. Errors never include the secret.</summary>
-    private static Secret? ResolveSecret(string? reference, string path, List<ConfigError> errors, List<ConfigError> warnings)
+    private static Secret? ResolveSecret(string? reference, string path, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
     {
         if (reference is null)
         {
@@ -911,6 +918,7 @@ internal sealed partial class CatalogBuilder(
         if (reference.StartsWith("file:", StringComparison.Ordinal))
         {
             var file = reference[5..];
+            secretFiles.Add(Path.GetFullPath(file));
             try
             {
                 var value = File.ReadAllText(file, Encoding.UTF8).Trim();

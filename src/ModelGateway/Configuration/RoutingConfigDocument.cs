@@ -145,6 +145,8 @@ public sealed class ResilienceDocument
 /// <summary>Start a second attempt when the first is slow to produce its first byte.</summary>
 public sealed class HedgingDocument
 {
+    public bool? Enabled { get; set; }
+
     public string? Delay { get; set; }
     public int? MaxAttempts { get; set; }
 }

@@ -29,7 +29,9 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     private ITimer? _poll;
     private ITimer? _settle;
     private (long Length, DateTime Written) _seen;
+    private (long Length, DateTime Written)[] _secretsSeen = [];
     private string? _lastAttemptHash;
+    private bool _secretsChanged;
     private int _version;
 
     public RoutingConfigManager(CatalogBuilder builder, IOptions<GatewayOptions> options, TimeProvider timeProvider, ILogger<RoutingConfigManager> logger)
@@ -129,7 +131,8 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
             }
 
             var hash = Hash(text);
-            if (hash == _current?.ContentHash || hash == _lastAttemptHash)
+            var secretsChanged = Interlocked.Exchange(ref _secretsChanged, false);
+            if (!secretsChanged && (hash == _current?.ContentHash || hash == _lastAttemptHash))
             {
                 return LastReload;
             }
@@ -164,6 +167,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         }
 
         _version = catalog.Version;
+        _secretsSeen = Stamps(catalog.SecretFiles);
         Volatile.Write(ref _current, catalog);
         var result = new ReloadResult(_timeProvider.GetUtcNow(), true, catalog.Version, [], warnings);
         Volatile.Write(ref _lastReload, result);
@@ -221,6 +225,13 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
                 _seen = seen;
                 Trigger();
             }
+            else if (_current is { SecretFiles.Length: > 0 } catalog && !Stamps(catalog.SecretFiles).AsSpan().SequenceEqual(_secretsSeen))
+            {
+                // A key file changed (a rotation): re-read it even though the routing file did not change.
+                _secretsSeen = Stamps(catalog.SecretFiles);
+                _secretsChanged = true;
+                Trigger();
+            }
         }
         catch (IOException)
         {
@@ -240,6 +251,18 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
             ?? throw new InvalidOperationException("The built-in demo configuration is missing from the assembly.");
         using var reader = new StreamReader(stream, Encoding.UTF8);
         return reader.ReadToEnd();
+    }
+
+    private static (long Length, DateTime Written)[] Stamps(string[] files)
+    {
+        var stamps = new (long, DateTime)[files.Length];
+        for (var i = 0; i < files.Length; i++)
+        {
+            var info = new FileInfo(files[i]);
+            stamps[i] = info.Exists ? (info.Length, info.LastWriteTimeUtc) : (-1, DateTime.MinValue);
+        }
+
+        return stamps;
     }
 
     private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];

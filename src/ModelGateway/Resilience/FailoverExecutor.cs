@@ -286,7 +286,7 @@ internal sealed partial class FailoverExecutor
             return resilience.ResponseTimeout;
         }
 
-        return deployment.FirstTokenTimeout is { } own && own < resilience.FirstTokenTimeout ? own : resilience.FirstTokenTimeout;
+        return deployment.FirstTokenTimeout ?? resilience.FirstTokenTimeout;
     }
 
     // One attempt, from sending to the first byte. Failures are results, not exceptions.
@@ -348,7 +348,12 @@ internal sealed partial class FailoverExecutor
             handedOver = true;
             return Outcome.FromResult(AttemptOutcome.Buffered(deployment, response, buffer, length, facts, started, _timeProvider.GetTimestamp()));
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException && !cancellationToken.IsCancellationRequested)
+        catch (InvalidDataException ex)
+        {
+            return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
+                ApiError.BadGateway("The deployment returned a response the gateway could not read.", "bad_upstream_response"), ex.Message, startedAt: started));
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException && !cancellationToken.IsCancellationRequested)
         {
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), ex.Message, startedAt: started));
         }

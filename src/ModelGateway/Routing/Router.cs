@@ -310,8 +310,8 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             return route.Slo;
         }
 
-        var slo = route.Slo ?? new SloSettings(LatencyMetric.Ttft, 90, target, AllowRequestOverride: true);
-        return slo with { Target = target };
+        // The header names a time-to-first-token target, whatever the route's own objective measures.
+        return new SloSettings(LatencyMetric.Ttft, route.Slo?.Percentile ?? 90, target, AllowRequestOverride: true);
     }
 
     private static DecisionReason Score(ModelRoute route, Span<CandidateView> views, long counter, SloSettings? slo, double maxCost, double maxLatency)

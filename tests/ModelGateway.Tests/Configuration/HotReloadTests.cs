@@ -94,5 +94,38 @@ public sealed class HotReloadTests : IAsyncLifetime
         Assert.EndsWith("data: [DONE]\n\n", rest, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_rotated_key_file_is_picked_up_without_editing_the_routing_file()
+    {
+        var keyFile = Path.Combine(Path.GetDirectoryName(_gateway.ConfigPath)!, "provider.key");
+        await File.WriteAllTextAsync(keyFile, "sk-first-key-000000000001");
+        var result = await _gateway.EditConfigAsync($$"""
+            providers:
+              - { name: upstream, kind: openai-compatible, baseUrl: "{{_upstream.OpenAIBaseUrl}}", apiKey: "file:{{keyFile}}" }
+            deployments:
+              - { name: primary, provider: upstream, model: m }
+            routes:
+              - { name: gpt-4o-mini, targets: [primary] }
+            """);
+        Assert.True(result.Succeeded);
+        using (await _gateway.PostAsync("v1/chat/completions", Chat("gpt-4o-mini")))
+        {
+        }
+
+        await File.WriteAllTextAsync(keyFile, "sk-second-key-00000000002");
+        var manager = _gateway.Service<RoutingConfigManager>();
+        var clock = Stopwatch.StartNew();
+        while (manager.Current.Version == 2 && clock.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            await Task.Delay(50);
+        }
+
+        using (await _gateway.PostAsync("v1/chat/completions", Chat("gpt-4o-mini")))
+        {
+        }
+
+        Assert.Equal(["Bearer sk-first-key-000000000001", "Bearer sk-second-key-00000000002"], _upstream.Requests.Select(r => r.Headers["authorization"]));
+    }
+
     private static string Chat(string model) => $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hi"}]}""";
 }
