@@ -114,12 +114,16 @@ internal sealed partial class KeyAdministration(IKeyStore store, TimeProvider ti
         }
 
         context.Response.ContentType = "application/json";
-        await using var json = new Utf8JsonWriter(context.Response.Body, JsonOutput.Options);
-        json.WriteStartObject();
-        json.WriteString("object", "list");
-        json.WritePropertyName("data");
-        JsonSerializer.Serialize(json, keys.ToList(), KeyJsonContext.Default.ListVirtualKey);
-        json.WriteEndObject();
+        await using (var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
+        {
+            json.WriteStartObject();
+            json.WriteString("object", "list");
+            json.WritePropertyName("data");
+            JsonSerializer.Serialize(json, keys.ToList(), KeyJsonContext.Default.ListVirtualKey);
+            json.WriteEndObject();
+        }
+
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
     }
 
     public async Task GetAsync(HttpContext context, string id)
@@ -344,7 +348,7 @@ internal sealed class UsageReports(IUsageQuery usage, TimeProvider timeProvider)
         }
 
         context.Response.ContentType = "application/json";
-        await using var json = new Utf8JsonWriter(context.Response.Body, JsonOutput.Options);
+        await using var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options);
         json.WriteStartObject();
         json.WriteString("object", "list");
         json.WriteString("group_by", groupText);
@@ -368,6 +372,7 @@ internal sealed class UsageReports(IUsageQuery usage, TimeProvider timeProvider)
 
         json.WriteEndArray();
         json.WriteEndObject();
+        await json.FlushAsync(context.RequestAborted);
     }
 
     private static bool TryDate(Microsoft.Extensions.Primitives.StringValues value, DateOnly fallback, out DateOnly date)

@@ -29,7 +29,7 @@ internal static class HealthResponse
     public static async Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.ContentType = "application/json";
-        await using var json = new Utf8JsonWriter(context.Response.Body, Wire.JsonOutput.Options);
+        await using var json = new Utf8JsonWriter(context.Response.BodyWriter, Wire.JsonOutput.Options);
         json.WriteStartObject();
         json.WriteString("status", report.Status.ToString().ToLowerInvariant());
         json.WriteStartObject("checks");

@@ -15,7 +15,7 @@ internal sealed class ResponseWriter
     /// transport has not sent yet, so without this pause the client could see the reset before the chunks
     /// it is supposed to have received first.
     /// </summary>
-    private static readonly TimeSpan ResetSettleTime = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan ResetSettleTime = TimeSpan.FromMilliseconds(250);
 
     private readonly TimeProvider _time;
 

@@ -152,6 +152,16 @@ public sealed class RedisRateLimiterTests : RateLimiterContractTests, IClassFixt
     public RedisRateLimiterTests(RedisFixture redis) => Limiter = redis.Limiter;
 
     private protected override IRateLimiter Limiter { get; }
+
+    [Fact]
+    public async Task Answers_come_from_redis_not_from_a_local_fallback()
+    {
+        var answer = await Limiter.AdmitAsync(new CallerIdentity { KeyId = "shared-" + Guid.NewGuid().ToString("N"), Name = "x", RpmLimit = 10 }, "r", 1, 0, CancellationToken.None);
+        var deployment = await Limiter.TryAcquireDeploymentAsync(TestDeployments.Create("shared-" + Guid.NewGuid().ToString("N")[..8], rpm: 10), 1, CancellationToken.None);
+
+        Assert.False(answer.Local);
+        Assert.False(deployment.Local);
+    }
 }
 
 [Collection(RedisClusterCollection.Name)]
@@ -160,6 +170,16 @@ public sealed class RedisClusterRateLimiterTests : RateLimiterContractTests
     public RedisClusterRateLimiterTests(RedisClusterFixture cluster) => Limiter = cluster.Limiter;
 
     private protected override IRateLimiter Limiter { get; }
+
+    [Fact]
+    public async Task Answers_come_from_the_cluster_not_from_a_local_fallback()
+    {
+        var answer = await Limiter.AdmitAsync(new CallerIdentity { KeyId = "shared-" + Guid.NewGuid().ToString("N"), Name = "x", RpmLimit = 10, DailyBudgetUsd = 5 }, "r", 1, 0.1, CancellationToken.None);
+        var deployment = await Limiter.TryAcquireDeploymentAsync(TestDeployments.Create("shared-" + Guid.NewGuid().ToString("N")[..8], rpm: 10), 1, CancellationToken.None);
+
+        Assert.False(answer.Local);
+        Assert.False(deployment.Local);
+    }
 }
 
 /// <summary>One redis-server for a test class, with a limiter connected to it.</summary>

@@ -34,7 +34,7 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
 
     public ISubscriber Subscriber => _multiplexer!.GetSubscriber();
 
-    /// <summary>Raised when Redis becomes reachable again, so queued work can be flushed.</summary>
+    /// <summary>Raised when Redis becomes reachable (again), so queued work can be flushed and subscriptions made.</summary>
     public event Action? Restored;
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -58,6 +58,7 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
         {
             Volatile.Write(ref _available, 1);
             LogConnected(_logger, string.Join(", ", configuration.EndPoints));
+            Restored?.Invoke();
         }
         else
         {
@@ -69,7 +70,22 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>Called by whoever saw a Redis command fail: stop using Redis until a probe succeeds.</summary>
-    public void ReportFailure(Exception exception) => MarkUnavailable(exception.Message);
+    public void ReportFailure(Exception exception)
+    {
+        if (exception is RedisServerException server && !IsOutage(server.Message))
+        {
+            // Redis answered, with an error: a bug to fix, not an outage to ride out.
+            LogCommandError(_logger, server.Message);
+            return;
+        }
+
+        MarkUnavailable(exception.Message);
+    }
+
+    private static bool IsOutage(string message)
+        => message.StartsWith("LOADING", StringComparison.Ordinal) || message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+           || message.StartsWith("READONLY", StringComparison.Ordinal) || message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal)
+           || message.StartsWith("TRYAGAIN", StringComparison.Ordinal) || message.StartsWith("BUSY", StringComparison.Ordinal);
 
     private void MarkUnavailable(string reason)
     {
@@ -127,4 +143,7 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
 
     [LoggerMessage(EventId = 4004, Level = LogLevel.Warning, Message = "Redis is reachable again: limits and usage are shared again")]
     private static partial void LogRestored(ILogger logger);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Error, Message = "A Redis command was refused: {Error}")]
+    private static partial void LogCommandError(ILogger logger, string error);
 }

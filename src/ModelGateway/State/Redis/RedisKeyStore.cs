@@ -8,15 +8,17 @@ namespace ModelGateway.State.Redis;
 /// <c>mg:keys</c> lists the ids. Every change is published on <c>mg:keys:changed</c> so each replica drops
 /// its cached copy at once.
 /// </summary>
-internal sealed class RedisKeyStore : IKeyStore, IDisposable
+internal sealed class RedisKeyStore : IKeyStore
 {
     private static readonly RedisChannel ChangedChannel = RedisChannel.Literal("mg:keys:changed");
     private readonly RedisConnection _redis;
-    private bool _subscribed;
+    private int _subscribed;
 
     public RedisKeyStore(RedisConnection redis)
     {
         _redis = redis;
+        _redis.Restored += () => _ = SubscribeAsync();
+        _ = SubscribeAsync();
     }
 
     public event Action<string>? Changed;
@@ -51,7 +53,6 @@ internal sealed class RedisKeyStore : IKeyStore, IDisposable
 
     public async ValueTask SaveAsync(VirtualKey key, string hash, CancellationToken cancellationToken)
     {
-        EnsureSubscribed();
         var json = JsonSerializer.SerializeToUtf8Bytes(new StoredKey { Hash = hash, Key = key }, StoredKeyJsonContext.Default.StoredKey);
         await RunAsync(async db =>
         {
@@ -64,22 +65,23 @@ internal sealed class RedisKeyStore : IKeyStore, IDisposable
         Changed?.Invoke(hash);
     }
 
-    /// <summary>Listens for changes made on other replicas.</summary>
-    public void EnsureSubscribed()
+    // Listens for changes made on other replicas. The multiplexer re-subscribes by itself after a reconnect;
+    // a subscription that never got through is retried when Redis comes back. Until then caches expire by time.
+    private async Task SubscribeAsync()
     {
-        if (_subscribed || !_redis.IsAvailable)
+        if (Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
         {
             return;
         }
 
         try
         {
-            _redis.Subscriber.Subscribe(ChangedChannel, (_, hash) => Changed?.Invoke(hash!));
-            _subscribed = true;
+            await _redis.Subscriber.SubscribeAsync(ChangedChannel, (_, hash) => Changed?.Invoke(hash!)).ConfigureAwait(false);
+            Volatile.Write(ref _subscribed, 1);
         }
-        catch (RedisException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            // Retried at the next lookup; until then caches expire by time.
+            _redis.ReportFailure(ex);
         }
     }
 
@@ -90,7 +92,6 @@ internal sealed class RedisKeyStore : IKeyStore, IDisposable
             throw new KeyStoreUnavailableException("Redis is unreachable");
         }
 
-        EnsureSubscribed();
         try
         {
             return await command(_redis.Database).ConfigureAwait(false);
@@ -118,11 +119,4 @@ internal sealed class RedisKeyStore : IKeyStore, IDisposable
 
     private static RedisKey IdKey(string id) => "mg:key:id:" + id;
 
-    public void Dispose()
-    {
-        if (_subscribed)
-        {
-            _redis.Subscriber.Unsubscribe(ChangedChannel);
-        }
-    }
 }

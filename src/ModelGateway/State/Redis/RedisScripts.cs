@@ -49,7 +49,7 @@ internal static class RedisScripts
     /// estimated tokens, estimated cost, request id, lease (ms).
     /// Returns reason ('' = admitted), requests, tokens, oldest request second, oldest token second, now, in flight, day, month.
     /// </summary>
-    public const string AdmitKey = Civil + Window + """
+    public const string AdmitKey = Civil + "\n" + Window + "\n" + """
         local prefix = KEYS[1]
         local rpm, tpm, parallel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
         local daily, monthly = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -134,7 +134,7 @@ internal static class RedisScripts
     /// KEYS[1] = deployment prefix <c>{mg:deployments}:NAME</c>. ARGV = rpm, tpm (-1 = none), estimated tokens.
     /// Returns admitted (1/0), seconds until capacity frees (when refused, or when this request used the last of it), now.
     /// </summary>
-    public const string AcquireDeployment = Window + """
+    public const string AcquireDeployment = Window + "\n" + """
         local prefix = KEYS[1]
         local rpm, tpm, estimate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
         local now = tonumber(redis.call('TIME')[1])
@@ -175,7 +175,7 @@ internal static class RedisScripts
     /// Adds one request's usage to the day's totals. KEYS[1] = <c>{mg:usage}</c>. ARGV = day (yyyyMMdd, '' = today by
     /// Redis time), dimensions, then metric/value pairs.
     /// </summary>
-    public const string RecordUsage = Civil + """
+    public const string RecordUsage = Civil + "\n" + """
         local day = ARGV[1]
         if day == '' then
           local y, m, d = civil(math.floor(tonumber(redis.call('TIME')[1]) / 86400))
