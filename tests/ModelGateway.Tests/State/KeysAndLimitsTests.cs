@@ -278,3 +278,9 @@ public sealed class RedisKeysAndLimitsTests(RedisFixture redis) : KeysAndLimitsT
 {
     protected override IDictionary<string, string?> StateSettings { get; } = new Dictionary<string, string?> { ["State:Redis"] = redis.Server.ConnectionString };
 }
+
+[Collection(RedisClusterCollection.Name)]
+public sealed class RedisClusterKeysAndLimitsTests(RedisClusterFixture cluster) : KeysAndLimitsTests
+{
+    protected override IDictionary<string, string?> StateSettings { get; } = new Dictionary<string, string?> { ["State:Redis"] = cluster.Cluster.ConnectionString };
+}
