@@ -1,6 +1,9 @@
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using ModelGateway.Admin;
 using ModelGateway.Configuration;
 using ModelGateway.Endpoints;
@@ -24,7 +27,8 @@ public static class GatewayApplication
     /// <summary>Creates the host. <paramref name="configure"/> lets tests add settings before services are built.</summary>
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateSlimBuilder(args);
+        // appsettings.json sits beside the binary: found whatever directory the gateway is started from.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
         // Serilog is the only logger: the builder's own console provider would print every line twice.
         builder.Logging.ClearProviders();
@@ -51,10 +55,12 @@ public static class GatewayApplication
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         AddAdminPort(builder);
         var consoleLog = builder.Configuration.GetValue($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.ConsoleLog)}", true);
+        var levels = new LogLevels(builder.Configuration);
         builder.Services.AddSerilog(
             (services, logger) =>
             {
-                logger.ReadFrom.Configuration(builder.Configuration).Enrich.FromLogContext();
+                levels.Configure(logger);
+                logger.Enrich.FromLogContext();
                 if (consoleLog)
                 {
                     // Async: a slow console must never hold a request up.
@@ -72,7 +78,14 @@ public static class GatewayApplication
         app.MapOpenAIEndpoints();
         app.MapOwnUsage();
         app.MapAdminEndpoints(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value);
+        app.MapDashboard(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value, app.Services.GetRequiredService<IOptions<AuthOptions>>().Value);
         app.MapGet("/healthz/live", static () => Results.Text("ok"));
+        var metrics = app.MapPrometheusScrapingEndpoint("/metrics");
+        if (app.Services.GetRequiredService<IOptions<AdminOptions>>().Value.Port is > 0 and var adminPort)
+        {
+            metrics.RequireHost($"*:{adminPort}");
+        }
+
         app.MapHealthChecks("/healthz/ready", new HealthCheckOptions
         {
             Predicate = check => check.Tags.Contains("ready"),
@@ -115,11 +128,42 @@ public static class GatewayApplication
         services.AddSingleton<ModelsEndpoint>();
         services.AddSingleton<RouteExplainEndpoint>();
         services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<GatewayTracing>();
         services.AddSingleton<AccessLog>();
+        AddTelemetry(services, configuration);
 
         AddState(services, configuration);
         services.AddHostedService<StartupReport>();
         services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
+    }
+
+    // Metrics for Prometheus always; traces and OTLP export only when an OTLP endpoint is configured,
+    // so a gateway nobody traces does not pay for building spans.
+    private static void AddTelemetry(IServiceCollection services, IConfiguration configuration)
+    {
+        var otlp = !string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"] ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        var telemetry = services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("modelgateway", serviceVersion: typeof(GatewayApplication).Assembly.GetName().Version?.ToString()))
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(GatewayMetrics.MeterName)
+                    .AddAspNetCoreInstrumentation()
+                    .AddRuntimeInstrumentation()
+                    .AddPrometheusExporter();
+                if (otlp)
+                {
+                    metrics.AddOtlpExporter();
+                }
+            });
+        if (otlp)
+        {
+            telemetry.WithTracing(tracing => tracing
+                .AddSource(GatewayTracing.SourceName)
+                .AddAspNetCoreInstrumentation(options => options.Filter = static context =>
+                    !context.Request.Path.StartsWithSegments("/healthz") && !context.Request.Path.StartsWithSegments("/metrics"))
+                .AddHttpClientInstrumentation()
+                .AddOtlpExporter());
+        }
     }
 
     // Keys, limits and usage: in this process by default, in Redis when State:Redis is set.
@@ -134,6 +178,7 @@ public static class GatewayApplication
         services.AddSingleton<KeyAuthenticator>();
         services.AddSingleton<KeyAdministration>();
         services.AddSingleton<UsageReports>();
+        services.AddSingleton<DashboardState>();
 
         if (!string.IsNullOrWhiteSpace(configuration[$"{StateOptions.Section}:{nameof(StateOptions.Redis)}"]))
         {

@@ -24,6 +24,7 @@ internal sealed partial class CompletionHandler(
     IRateLimiter limiter,
     IUsageRecorder usage,
     GatewayMetrics metrics,
+    GatewayTracing tracing,
     AccessLog accessLog,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
@@ -178,6 +179,10 @@ internal sealed partial class CompletionHandler(
             }
 
             RecordLatency(request, outcome);
+            if (!request.Continued)
+            {
+                tracing.Completed(outcome.Activity, request, request.CapturedOutput);
+            }
         }
     }
 
@@ -310,6 +315,7 @@ internal sealed partial class CompletionHandler(
         }
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
+        GatewayTracing.TagServerSpan(request);
         accessLog.Write(request, elapsed.TotalMilliseconds);
     }
 

@@ -66,6 +66,9 @@ internal sealed class GatewayRequest : IDisposable
     public bool StreamCompleted { get; set; }
     public bool Continued { get; set; }
 
+    /// <summary>The answer's text, kept only when <c>Observability:CaptureContent</c> is on, for traces.</summary>
+    public string? CapturedOutput { get; set; }
+
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
 using ModelGateway.Configuration;
+using ModelGateway.Observability;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.Wire;
@@ -16,7 +17,7 @@ namespace ModelGateway.Forwarding;
 /// complete: it continues on another deployment when the route allows, or sends an error event and
 /// aborts the connection.
 /// </summary>
-internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEstimator tokens, TimeProvider timeProvider, GatewayOptions options, ILogger<ResponseRelay> logger)
+internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEstimator tokens, GatewayTracing tracing, TimeProvider timeProvider, GatewayOptions options, ILogger<ResponseRelay> logger)
 {
     private static ReadOnlySpan<byte> DataPrefix => "data: "u8;
     private static ReadOnlySpan<byte> EventEnd => "\n\n"u8;
@@ -44,6 +45,11 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         response.ContentLength = outcome.BodyLength;
         request.FinishReason = outcome.Facts.FinishReason;
         request.Usage = outcome.Facts.HasUsage ? outcome.Facts.Usage : EstimateUsage(request, outcome.Deployment!, outcome.Facts.OutputTextBytes, null);
+        if (tracing.CaptureContent)
+        {
+            request.CapturedOutput = System.Text.Encoding.UTF8.GetString(outcome.Body.Span);
+        }
+
         await response.Body.WriteAsync(outcome.Body, cancellationToken).ConfigureAwait(false);
         request.StreamCompleted = true;
     }
@@ -56,7 +62,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         var route = request.Route!;
         var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1;
         var stream = new StreamProgress(request, outcome.Deployment!);
-        var text = continuation || !outcome.Deployment!.StreamUsage ? new RawTextCollector() : null;
+        var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         byte[]? originalId = null;
         var rewriteId = false;
 
@@ -85,6 +91,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 var broken = outcome.Deployment!;
                 LogStreamBroken(logger, request.RequestId, broken.Name, stream.Events, failure.Message);
                 await broken.State.Circuit.ReportFailureAsync().ConfigureAwait(false);
+                broken.State.CountFailure();
                 request.Attempts.Add(new AttemptRecord(broken.Name, AttemptFailure.Transport, 200, timeProvider.GetElapsedTime(outcome.StartedAt), "stream broke: " + failure.Message));
                 stream.Account(outcome, text, tokens);
 
@@ -100,6 +107,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                     break;
                 }
 
+                GatewayTracing.Broken(outcome.Activity, failure.Message);
                 await outcome.DisposeAsync().ConfigureAwait(false);
                 outcome = next;
                 stream.SwitchTo(outcome.Deployment!);
@@ -114,7 +122,17 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             stream.Account(outcome, text, tokens);
             request.Usage = stream.Usage;
             request.FinishReason = stream.FinishReason;
-            await outcome.DisposeAsync().ConfigureAwait(false);
+            if (tracing.CaptureContent && text is not null)
+            {
+                request.CapturedOutput = text.ToText();
+            }
+
+            // The handler disposes the first outcome; a continuation's is this relay's to end.
+            if (request.Continued)
+            {
+                tracing.Completed(outcome.Activity, request, request.CapturedOutput);
+                await outcome.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 

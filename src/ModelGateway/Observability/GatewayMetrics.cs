@@ -78,7 +78,7 @@ internal sealed class GatewayMetrics
         _continuations = meter.CreateCounter<long>("modelgateway.stream.continuations", "{stream}", "Broken streams continued on another deployment.");
         _budgetExhausted = meter.CreateCounter<long>("modelgateway.retry_budget.exhausted", "{retry}", "Retries refused because the retry budget was spent.");
         _rejections = meter.CreateCounter<long>("modelgateway.ratelimit.rejections", "{request}", "Requests refused by a rate limit or budget.");
-        _cost = meter.CreateCounter<double>("modelgateway.cost", "USD", "Spend in US dollars, from deployment prices and reported usage.");
+        _cost = meter.CreateCounter<double>("modelgateway.cost", "{USD}", "Spend in US dollars, from deployment prices and reported usage.");
         _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
         _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
         meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");

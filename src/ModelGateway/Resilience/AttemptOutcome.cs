@@ -79,6 +79,9 @@ internal sealed class AttemptOutcome : IAsyncDisposable
 
     public bool IsSuccess => Failure == AttemptFailure.None;
 
+    /// <summary>The attempt's span, kept open until the answer has been relayed.</summary>
+    public System.Diagnostics.Activity? Activity { get; set; }
+
     /// <summary>Failures another candidate (or a later retry) might not have.</summary>
     public bool IsRetriable => Failure is AttemptFailure.Transport or AttemptFailure.Timeout or AttemptFailure.ServerError
         or AttemptFailure.RateLimited or AttemptFailure.BadResponse or AttemptFailure.Misconfigured or AttemptFailure.ContextLength;
@@ -104,6 +107,12 @@ internal sealed class AttemptOutcome : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
+        }
+
+        if (Activity is { IsStopped: false } activity)
+        {
+            // A span not ended on purpose (the client left mid-way) still ends here.
+            activity.Stop();
         }
 
         Events?.Dispose();

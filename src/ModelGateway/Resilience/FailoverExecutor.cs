@@ -33,9 +33,11 @@ internal sealed partial class FailoverExecutor
     private readonly GatewayMetrics _metrics;
     private readonly ILogger<FailoverExecutor> _logger;
     private readonly GatewayOptions _options;
+    private readonly GatewayTracing _tracing;
 
-    public FailoverExecutor(RetryBudget budget, TimeProvider timeProvider, IRateLimiter limiter, GatewayMetrics metrics, GatewayOptions options, ILogger<FailoverExecutor> logger)
+    public FailoverExecutor(RetryBudget budget, TimeProvider timeProvider, IRateLimiter limiter, GatewayMetrics metrics, GatewayTracing tracing, GatewayOptions options, ILogger<FailoverExecutor> logger)
     {
+        _tracing = tracing;
         _budget = budget;
         _timeProvider = timeProvider;
         _limiter = limiter;
@@ -231,6 +233,39 @@ internal sealed partial class FailoverExecutor
     private async ValueTask<AttemptOutcome?> RunInCircuitAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call)
     {
         var started = _timeProvider.GetTimestamp();
+        var activity = _tracing.StartAttempt(call.Request, deployment, state.Request.Attempts.Count + 1, call.IsContinuation);
+        AttemptOutcome? result;
+        try
+        {
+            result = await RunTracedAsync(context, state, deployment, call, started).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Cancelled: the client left, the deadline passed, or a hedge won.
+            activity?.SetTag("error.type", "cancelled");
+            activity?.Stop();
+            throw;
+        }
+
+        if (result is { IsSuccess: true })
+        {
+            result.Activity = activity;
+        }
+        else if (result is not null)
+        {
+            GatewayTracing.Failed(activity, result);
+        }
+        else
+        {
+            activity?.SetTag("modelgateway.skipped", "circuit_open");
+            activity?.Stop();
+        }
+
+        return result;
+    }
+
+    private async ValueTask<AttemptOutcome?> RunTracedAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call, long started)
+    {
         var outcome = await deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
             static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
             context,
@@ -269,6 +304,7 @@ internal sealed partial class FailoverExecutor
         var elapsed = _timeProvider.GetElapsedTime(started);
         state.Request.Attempts.Add(new AttemptRecord(deployment.Name, outcome.Failure, outcome.UpstreamStatus, elapsed, outcome.Detail));
         state.Attempted(deployment, outcome);
+        deployment.State.Attempts.Increment();
         _metrics.Attempt(state.Request, deployment, outcome.Failure);
         if (!outcome.IsSuccess)
         {

@@ -21,7 +21,14 @@ internal sealed class DeploymentState
         Name = name;
         _timeProvider = timeProvider;
         Latency = new LatencyTracker(timeProvider, latencyWindow);
+        Attempts = new RollingCounter(timeProvider);
+        Errors = new RollingCounter(timeProvider);
     }
+
+    /// <summary>Attempts and failed attempts over the last minute, for the ops page.</summary>
+    public RollingCounter Attempts { get; }
+
+    public RollingCounter Errors { get; }
 
     public string Name { get; }
 
@@ -47,7 +54,11 @@ internal sealed class DeploymentState
 
     public void Exit() => Interlocked.Decrement(ref _inFlight);
 
-    public void CountFailure() => Interlocked.Increment(ref _failures);
+    public void CountFailure()
+    {
+        Interlocked.Increment(ref _failures);
+        Errors.Increment();
+    }
 
     /// <summary>The upstream said 429: keep traffic away for as long as it asked.</summary>
     public void CoolDown(TimeSpan duration) => Extend(ref _coolingUntil, duration);
