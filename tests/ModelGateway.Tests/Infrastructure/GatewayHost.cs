@@ -46,7 +46,7 @@ internal sealed class GatewayHost : IAsyncDisposable
     public IServiceProvider Services => _app.Services;
 
     /// <summary>Starts a gateway serving <paramref name="routingYaml"/>; null serves the built-in demo.</summary>
-    public static async Task<GatewayHost> StartAsync(string? routingYaml, IDictionary<string, string?>? settings = null, TimeProvider? timeProvider = null)
+    public static async Task<GatewayHost> StartAsync(string? routingYaml, IDictionary<string, string?>? settings = null, TimeProvider? timeProvider = null, Action<WebApplicationBuilder>? configure = null)
     {
         var directory = Directory.CreateTempSubdirectory("modelgateway-test-").FullName;
         string? configPath = null;
@@ -78,6 +78,8 @@ internal sealed class GatewayHost : IAsyncDisposable
             {
                 builder.Services.Replace(ServiceDescriptor.Singleton(timeProvider));
             }
+
+            configure?.Invoke(builder);
         });
         await app.StartAsync();
         return new GatewayHost(app, directory, configPath, logs);
