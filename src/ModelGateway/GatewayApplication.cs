@@ -102,6 +102,7 @@ public static class GatewayApplication
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
+        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>(static (host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
         services.AddOptions<ObservabilityOptions>().Bind(configuration.GetSection(ObservabilityOptions.Section));
         services.AddHttpForwarder();
         services.AddMetrics();
