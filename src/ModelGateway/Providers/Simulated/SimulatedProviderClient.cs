@@ -184,11 +184,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
             {
                 WriteEvent(writer, json =>
                 {
-                    json.WriteStartObject();
-                    json.WriteString("id"u8, id);
-                    json.WriteString("object"u8, chat ? "chat.completion.chunk"u8 : "text_completion"u8);
-                    json.WriteNumber("created"u8, created);
-                    json.WriteString("model"u8, model);
+                    WriteChunkHeader(json, id, created, model, chat);
                     json.WriteStartArray("choices"u8);
                     json.WriteEndArray();
                     WriteUsage(json, promptTokens, produced);
@@ -245,13 +241,18 @@ internal sealed class SimulatedProviderClient : IProviderClient
             writer.Write("\n\n"u8);
         }
 
-        private static void WriteChunkStart(Utf8JsonWriter json, string id, long created, string model, bool includeUsage, bool role, string? content, string? finish, bool chat = true)
+        private static void WriteChunkHeader(Utf8JsonWriter json, string id, long created, string model, bool chat)
         {
             json.WriteStartObject();
             json.WriteString("id"u8, id);
             json.WriteString("object"u8, chat ? "chat.completion.chunk"u8 : "text_completion"u8);
             json.WriteNumber("created"u8, created);
             json.WriteString("model"u8, model);
+        }
+
+        private static void WriteChunkStart(Utf8JsonWriter json, string id, long created, string model, bool includeUsage, bool role, string? content, string? finish, bool chat = true)
+        {
+            WriteChunkHeader(json, id, created, model, chat);
             json.WriteStartArray("choices"u8);
             json.WriteStartObject();
             json.WriteNumber("index"u8, 0);
