@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Playwright;
 using ModelGateway.FakeUpstream;
@@ -224,6 +225,58 @@ public sealed partial class DashboardPageTests(ChromiumFixture chromium) : IClas
             await page.Context.UnrouteAsync("**/dashboard/api/state");
             await Expect(page.Locator("#connection")).ToBeHiddenAsync();
             await Expect(page.Locator("#status-badge")).ToHaveTextAsync("Operational");
+        });
+    }
+
+    [Fact]
+    public async Task Null_missing_and_unknown_values_read_as_dashes_without_breaking_the_page()
+    {
+        await using var gateway = await GatewayHost.StartAsync(Config());
+
+        await WithPageAsync(gateway, nameof(Null_missing_and_unknown_values_read_as_dashes_without_breaking_the_page), async page =>
+        {
+            await Expect(Cell(Row(page, Llama), "rps")).ToHaveTextAsync("0");
+
+            // The gateway's real answer with holes punched in it, as an older or newer gateway might send.
+            await page.Context.RouteAsync("**/dashboard/api/state", async route =>
+            {
+                var response = await route.FetchAsync();
+                var state = JsonNode.Parse(await response.TextAsync())!.AsObject();
+                var llama = state["deployments"]![0]!.AsObject();
+                foreach (var field in new[] { "requests_per_second", "error_rate", "in_flight", "capacity", "spend_today_usd", "requests_today", "circuit_open_seconds" })
+                {
+                    llama[field] = null;
+                }
+
+                llama.Remove("region");
+                llama["tier"] = "onprem";
+                llama["health"] = "mystery";
+                state["totals"] = new JsonObject();
+                state.Remove("state");
+                state["routes"]![0]!["strategy"] = null;
+                state["config"]!["last_reload"]!["warnings"] = new JsonArray("providers[0].apiKey: a literal secret in the routing file");
+                await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = state.ToJsonString() });
+            });
+
+            var row = Row(page, Llama);
+            await Expect(Cell(row, "rps")).ToHaveTextAsync("–");
+            foreach (var column in new[] { "errors", "in_flight", "spend" })
+            {
+                await Expect(Cell(row, column)).ToHaveTextAsync(new Regex("^–"));
+            }
+
+            await Expect(Cell(row, "name")).ToHaveTextAsync(Llama + "llama-model");
+            await Expect(Cell(row, "tier")).ToHaveTextAsync("onprem");
+            await Expect(Cell(row, "health")).ToHaveTextAsync("mystery");
+            await Expect(Cell(Row(page, "llama", "routes"), "strategy")).ToHaveTextAsync("–");
+            foreach (var total in new[] { "#total-rps", "#total-errors", "#total-inflight", "#total-spend" })
+            {
+                await Expect(page.Locator(total)).ToHaveTextAsync("–");
+            }
+
+            await Expect(page.Locator("#store")).ToHaveTextAsync("unknown");
+            await Expect(page.Locator("#config-reload")).ToHaveTextAsync("applied with 1 warning");
+            await Expect(Cell(Row(page, AzureMini), "health")).ToHaveTextAsync("healthy");
         });
     }
 
