@@ -130,6 +130,7 @@ public static class GatewayApplication
         services.AddSingleton<RouteExplainEndpoint>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<GatewayTracing>();
+        services.AddSingleton<GatewayTraffic>();
         services.AddSingleton<AccessLog>();
         AddTelemetry(services, configuration);
 

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
+using ModelGateway.Observability;
 using ModelGateway.Resilience;
 using ModelGateway.State;
 using ModelGateway.State.Redis;
@@ -97,6 +98,7 @@ internal sealed class DashboardState(
     TimeProvider timeProvider,
     IOptions<StateOptions> state,
     IOptions<AuthOptions> auth,
+    GatewayTraffic traffic,
     IServiceProvider services)
 {
     private static readonly TimeSpan SpendRefresh = TimeSpan.FromSeconds(10);
@@ -116,6 +118,10 @@ internal sealed class DashboardState(
         {
             json.WriteStartObject();
             json.WriteString("generated_at", timeProvider.GetUtcNow());
+
+            // Behind a load balancer each poll may reach another replica; rates and circuits are per replica.
+            json.WriteString("instance", Environment.MachineName);
+            json.WriteString("started_at", traffic.StartedAt);
             json.WriteString("auth", auth.Value.Mode == AuthMode.Keys ? "keys" : "none");
             json.WriteStartObject("state");
             json.WriteString("store", state.Value.UsesRedis ? "redis" : "in-memory");
@@ -176,9 +182,13 @@ internal sealed class DashboardState(
             }
 
             json.WriteEndArray();
+            var clientRequests = traffic.Requests.Sum(60);
+            var clientFailures = traffic.Failures.Sum(60);
             json.WriteStartObject("totals");
             json.WriteNumber("requests_per_second", Math.Round(requests / 60.0, 2));
             json.WriteNumber("error_rate", requests == 0 ? 0 : Math.Round(errors / (double)requests, 4));
+            json.WriteNumber("client_requests_per_second", Math.Round(clientRequests / 60.0, 2));
+            json.WriteNumber("client_error_rate", clientRequests == 0 ? 0 : Math.Round(clientFailures / (double)clientRequests, 4));
             json.WriteNumber("in_flight", inFlight);
             json.WriteNumber("spend_today_usd", Math.Round(spend.Sum(r => r.CostUsd), 6));
             json.WriteEndObject();
@@ -235,6 +245,13 @@ internal sealed class DashboardState(
             foreach (var error in last.Errors)
             {
                 json.WriteStringValue(error.ToString());
+            }
+
+            json.WriteEndArray();
+            json.WriteStartArray("warnings");
+            foreach (var warning in last.Warnings)
+            {
+                json.WriteStringValue(warning.ToString());
             }
 
             json.WriteEndArray();

@@ -25,6 +25,7 @@ internal sealed partial class CompletionHandler(
     IUsageRecorder usage,
     GatewayMetrics metrics,
     GatewayTracing tracing,
+    GatewayTraffic traffic,
     AccessLog accessLog,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
@@ -315,6 +316,7 @@ internal sealed partial class CompletionHandler(
         }
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
+        traffic.Record(request.StatusCode, request.StreamCompleted);
         GatewayTracing.TagServerSpan(request);
         accessLog.Write(request, elapsed.TotalMilliseconds);
     }
