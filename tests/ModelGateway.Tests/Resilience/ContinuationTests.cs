@@ -37,7 +37,7 @@ public sealed class ContinuationTests : IAsyncLifetime
     [Fact]
     public async Task A_broken_stream_is_continued_and_the_client_sees_one_complete_answer()
     {
-        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
+        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, ChunkDelay = TimeSpan.FromMilliseconds(100), Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
 
         var text = new StringBuilder();
         var ids = new HashSet<string>();
@@ -63,7 +63,7 @@ public sealed class ContinuationTests : IAsyncLifetime
     [Fact]
     public async Task A_rejected_prefill_never_masks_the_original_failure()
     {
-        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
+        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, ChunkDelay = TimeSpan.FromMilliseconds(100), Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
         _upstream.SetBehaviorForModel("vllm-model", new UpstreamBehavior { StatusCode = 400, ErrorMessage = "continue_final_message is not supported", ErrorCode = "invalid_parameter" });
 
         using var response = await _gateway.PostAsync("v1/chat/completions", """{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}""");
@@ -77,7 +77,7 @@ public sealed class ContinuationTests : IAsyncLifetime
     [Fact]
     public async Task Without_the_route_option_a_broken_stream_is_not_continued()
     {
-        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
+        _upstream.SetBehaviorForModel("primary-model", new UpstreamBehavior { Content = Answer, ChunkCount = 8, ChunkDelay = TimeSpan.FromMilliseconds(100), Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
 
         using var response = await _gateway.PostAsync("v1/chat/completions", """{"model":"plain","stream":true,"messages":[{"role":"user","content":"hi"}]}""");
         var received = await ReadUntilBrokenAsync(response);

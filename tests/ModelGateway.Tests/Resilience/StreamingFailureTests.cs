@@ -24,7 +24,7 @@ public sealed class StreamingFailureTests : IAsyncLifetime
               - { name: only, provider: p, model: only-model }
               - { name: spare, provider: p, model: spare-model }
             routes:
-              - { name: chat, targets: [only, spare], resilience: { idleTimeout: 500ms, keepAliveInterval: 150ms, firstTokenTimeout: 5s } }
+              - { name: chat, targets: [only, spare], resilience: { idleTimeout: 1500ms, keepAliveInterval: 150ms, firstTokenTimeout: 5s } }
             """, new Dictionary<string, string?> { ["Gateway:FinishGrace"] = "00:00:00.300" });
     }
 
@@ -34,12 +34,16 @@ public sealed class StreamingFailureTests : IAsyncLifetime
         await _upstream.DisposeAsync();
     }
 
+    // Chunks are paced so the first ones have surely reached the gateway before the fault: the test is about
+    // what happens after the first byte, not about a race with it.
+    private static readonly TimeSpan Pace = TimeSpan.FromMilliseconds(150);
+
     public static TheoryData<string, UpstreamBehavior, string> MidStreamFaults => new()
     {
-        { "reset", new UpstreamBehavior { ChunkCount = 6, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 2 }, "stream_interrupted" },
-        { "truncated", new UpstreamBehavior { ChunkCount = 6, Fault = UpstreamFault.TruncatedStream, FaultAfterChunks = 2 }, "stream_truncated" },
-        { "malformed event", new UpstreamBehavior { ChunkCount = 6, Fault = UpstreamFault.MalformedSseEvent, FaultAfterChunks = 2 }, "bad_upstream_response" },
-        { "idle gap", new UpstreamBehavior { ChunkCount = 6, Fault = UpstreamFault.IdleGap, FaultAfterChunks = 2, IdleGap = TimeSpan.FromSeconds(5) }, "stream_idle_timeout" },
+        { "reset", new UpstreamBehavior { ChunkCount = 6, ChunkDelay = Pace, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 2 }, "stream_interrupted" },
+        { "truncated", new UpstreamBehavior { ChunkCount = 6, ChunkDelay = Pace, Fault = UpstreamFault.TruncatedStream, FaultAfterChunks = 2 }, "stream_truncated" },
+        { "malformed event", new UpstreamBehavior { ChunkCount = 6, ChunkDelay = Pace, Fault = UpstreamFault.MalformedSseEvent, FaultAfterChunks = 2 }, "bad_upstream_response" },
+        { "idle gap", new UpstreamBehavior { ChunkCount = 6, ChunkDelay = Pace, Fault = UpstreamFault.IdleGap, FaultAfterChunks = 2, IdleGap = TimeSpan.FromSeconds(5) }, "stream_idle_timeout" },
     };
 
     [Theory]
@@ -50,10 +54,10 @@ public sealed class StreamingFailureTests : IAsyncLifetime
 
         var (received, aborted) = await ReadRawStreamAsync();
 
-        Assert.True(aborted, $"{fault}: the connection must be aborted, not ended cleanly");
+        Assert.True(aborted, $"{fault}: the connection must be aborted, not ended cleanly; upstream saw {string.Join(", ", _upstream.Requests.Select(r => r.Model))}; received ...{received[Math.Max(0, received.Length - 600)..]}");
         Assert.Contains("\"content\":", received, StringComparison.Ordinal);
         Assert.Contains($"data: {{\"error\":{{\"message\":", received, StringComparison.Ordinal);
-        Assert.Contains($"\"code\":\"{code}\"", received, StringComparison.Ordinal);
+        Assert.True(received.Contains($"\"code\":\"{code}\"", StringComparison.Ordinal), $"{fault}: expected {code}; received ...{received[Math.Max(0, received.Length - 400)..]}");
         Assert.DoesNotContain("[DONE]", received, StringComparison.Ordinal);
         Assert.DoesNotContain(_upstream.Requests, r => r.Model == "spare-model");
     }
@@ -61,7 +65,7 @@ public sealed class StreamingFailureTests : IAsyncLifetime
     [Fact]
     public async Task The_sdk_sees_a_broken_stream_as_an_exception_not_a_short_answer()
     {
-        _upstream.SetBehaviorForModel("only-model", new UpstreamBehavior { ChunkCount = 6, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 2 });
+        _upstream.SetBehaviorForModel("only-model", new UpstreamBehavior { ChunkCount = 6, ChunkDelay = Pace, Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 2 });
         var text = new StringBuilder();
 
         var error = await Record.ExceptionAsync(async () =>
