@@ -72,6 +72,7 @@ public static class GatewayApplication
         AddGateway(builder.Services, builder.Configuration);
 
         var app = builder.Build();
+        ObserveLiveState(app.Services);
         app.UseMiddleware<RequestIdMiddleware>();
         app.UseMiddleware<ErrorShapeMiddleware>();
         app.UseMiddleware<KeyAuthenticationMiddleware>();
@@ -95,6 +96,22 @@ public static class GatewayApplication
             ? ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path)
             : ApiError.NotFound(context.Request.Path)).WriteAsync(context));
         return app;
+    }
+
+    // Gauges that read the catalog serving now and the state store's health.
+    private static void ObserveLiveState(IServiceProvider services)
+    {
+        var metrics = services.GetRequiredService<GatewayMetrics>();
+        var config = services.GetRequiredService<RoutingConfigManager>();
+        metrics.ObserveHourlyCosts(() => config.IsLoaded
+            ? config.Current.DeploymentList.Where(d => d.Pricing.PerHour > 0)
+                .Select(d => new System.Diagnostics.Metrics.Measurement<double>(d.Pricing.PerHour, new KeyValuePair<string, object?>("deployment", d.Name), new KeyValuePair<string, object?>("provider", d.Provider.Name)))
+                .ToList()
+            : []);
+        if (services.GetService<RedisConnection>() is { } redis)
+        {
+            metrics.ObserveStateStore(() => redis.IsAvailable ? 1 : 0);
+        }
     }
 
     internal static void AddGateway(IServiceCollection services, IConfiguration configuration)

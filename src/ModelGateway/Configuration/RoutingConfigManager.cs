@@ -34,8 +34,11 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     private bool _secretsChanged;
     private int _version;
 
-    public RoutingConfigManager(CatalogBuilder builder, IOptions<GatewayOptions> options, TimeProvider timeProvider, ILogger<RoutingConfigManager> logger)
+    private readonly Observability.GatewayMetrics _metrics;
+
+    public RoutingConfigManager(CatalogBuilder builder, IOptions<GatewayOptions> options, TimeProvider timeProvider, Observability.GatewayMetrics metrics, ILogger<RoutingConfigManager> logger)
     {
+        _metrics = metrics;
         _builder = builder;
         _options = options.Value;
         _timeProvider = timeProvider;
@@ -172,6 +175,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         var result = new ReloadResult(_timeProvider.GetUtcNow(), true, catalog.Version, [], warnings);
         Volatile.Write(ref _lastReload, result);
         LogLoaded(_logger, source, catalog.Version, catalog.Providers.Count, catalog.Deployments.Count, catalog.Routes.Count);
+        _metrics.ConfigReloaded(succeeded: true);
         Changed?.Invoke(catalog);
         return result;
     }
@@ -181,6 +185,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         var serving = _current?.Version ?? 0;
         var result = new ReloadResult(_timeProvider.GetUtcNow(), false, serving, errors, warnings ?? []);
         Volatile.Write(ref _lastReload, result);
+        _metrics.ConfigReloaded(succeeded: false);
         if (_current is not null)
         {
             LogRefused(_logger, source, errors.Count, serving, string.Join(Environment.NewLine, errors));

@@ -103,7 +103,7 @@ internal sealed partial class CompletionHandler(
         RateLimitHeaders.Apply(context.Response, admission);
         if (!admission.Allowed)
         {
-            metrics.Rejected("key", admission.Rejection!.Type, request);
+            metrics.Rejected("key", admission.RejectionReason ?? "limit", request);
             return admission.Rejection;
         }
 

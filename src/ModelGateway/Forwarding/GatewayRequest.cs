@@ -53,6 +53,9 @@ internal sealed class GatewayRequest : IDisposable
 
     // Outcome, filled in as the request progresses.
     public Deployment? ServedBy { get; set; }
+
+    /// <summary>The deployment of the latest attempt, served or not.</summary>
+    public Deployment? LastAttempted { get; set; }
     public AttemptLog Attempts { get; } = new();
     public TokenUsage Usage;
     public double Cost { get; set; }

@@ -57,7 +57,11 @@ internal sealed class GatewayMetrics
     private readonly Counter<long> _continuations;
     private readonly UpDownCounter<long> _active;
     private readonly UpDownCounter<long> _streams;
+    private readonly Counter<long> _reloads;
+    private readonly Counter<long> _authFailures;
     private readonly bool _keyLabels;
+    private Func<IEnumerable<Measurement<double>>>? _hourlyCosts;
+    private Func<int>? _stateAvailable;
 
     public GatewayMetrics(IMeterFactory meterFactory, DeploymentStateRegistry states, IOptions<ObservabilityOptions> options)
     {
@@ -81,9 +85,24 @@ internal sealed class GatewayMetrics
         _cost = meter.CreateCounter<double>("modelgateway.cost", "{USD}", "Spend in US dollars, from deployment prices and reported usage.");
         _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
         _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
+        _reloads = meter.CreateCounter<long>("modelgateway.config.reloads", "{reload}", "Routing-file loads and reloads, by result.");
+        _authFailures = meter.CreateCounter<long>("modelgateway.auth.failures", "{request}", "Requests refused before routing: no key, unknown, revoked or expired key.");
         meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
+        meter.CreateObservableGauge("modelgateway.deployment.cost_per_hour", () => _hourlyCosts?.Invoke() ?? [], "{USD}",
+            "The fixed hourly price of self-hosted deployments (pricing.perHour), which per-request cost does not include.");
+        meter.CreateObservableGauge("modelgateway.state.available", () => _stateAvailable?.Invoke() ?? 1, "{state}",
+            "1 while the shared state store (Redis) answers, 0 while the gateway serves degraded.");
         meter.CreateObservableGauge("modelgateway.deployment.in_flight", () => ObserveInFlight(states), "{request}", "Requests in flight per deployment.");
     }
+
+    /// <summary>Lets the hourly-cost gauge read the catalog serving now, without a dependency cycle.</summary>
+    public void ObserveHourlyCosts(Func<IEnumerable<Measurement<double>>> costs) => _hourlyCosts = costs;
+
+    public void ObserveStateStore(Func<int> available) => _stateAvailable = available;
+
+    public void ConfigReloaded(bool succeeded) => _reloads.Add(1, new KeyValuePair<string, object?>("result", succeeded ? "applied" : "refused"));
+
+    public void AuthenticationFailed(string reason) => _authFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void RequestStarted() => _active.Add(1);
 
@@ -91,7 +110,12 @@ internal sealed class GatewayMetrics
 
     public void StreamEnded() => _streams.Add(-1);
 
-    public void Attempt(GatewayRequest request, Deployment deployment, AttemptFailure failure)
+    public void Attempt(GatewayRequest request, Deployment deployment, AttemptFailure failure) => Attempt(request, deployment, Outcome(failure));
+
+    /// <summary>An attempt stopped before it finished: a hedge lost, the client left, or the deadline passed.</summary>
+    public void AttemptCancelled(GatewayRequest request, Deployment deployment) => Attempt(request, deployment, "cancelled");
+
+    private void Attempt(GatewayRequest request, Deployment deployment, string outcome)
     {
         if (_attempts.Enabled)
         {
@@ -99,7 +123,7 @@ internal sealed class GatewayMetrics
                 new("route", request.Route?.Name),
                 new("deployment", deployment.Name),
                 new("provider", deployment.Provider.Name),
-                new("outcome", Outcome(failure)));
+                new("outcome", outcome));
         }
     }
 
@@ -119,7 +143,7 @@ internal sealed class GatewayMetrics
         }
     }
 
-    public void RetryBudgetExhausted() => _budgetExhausted.Add(1);
+    public void RetryBudgetExhausted(string route) => _budgetExhausted.Add(1, new KeyValuePair<string, object?>("route", route));
 
     public void Rejected(string scope, string reason, GatewayRequest request)
     {
@@ -141,7 +165,9 @@ internal sealed class GatewayMetrics
     public void RequestFinished(GatewayRequest request, double seconds)
     {
         _active.Add(-1);
-        var deployment = request.ServedBy;
+
+        // A request no deployment served is put on the last one that was tried, so failures show per deployment.
+        var deployment = request.ServedBy ?? request.LastAttempted;
         if (_requests.Enabled)
         {
             _requests.Add(1,
@@ -168,6 +194,7 @@ internal sealed class GatewayMetrics
                 { "gen_ai.request.model", request.Route?.Name },
                 { "gen_ai.response.model", deployment.UpstreamModel },
                 { "modelgateway.deployment", deployment.Name },
+                { "modelgateway.provider", deployment.Provider.Name },
             };
             if (request.StatusCode >= 400 || !request.StreamCompleted)
             {
@@ -177,7 +204,7 @@ internal sealed class GatewayMetrics
             _duration.Record(seconds, tags);
         }
 
-        if (request.StatusCode is < 200 or > 299)
+        if (request.StatusCode is < 200 or > 299 || request.ServedBy is null)
         {
             return;
         }
@@ -197,13 +224,13 @@ internal sealed class GatewayMetrics
             if (_ttft.Enabled)
             {
                 _ttft.Record(ttft, new("gen_ai.operation.name", operation), new("gen_ai.provider.name", system),
-                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name));
+                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name), new("modelgateway.provider", deployment.Provider.Name));
             }
 
             if (_tpot.Enabled && request.Usage.Output > 1)
             {
                 _tpot.Record(Math.Max(0, seconds - ttft) / (request.Usage.Output - 1), new("gen_ai.operation.name", operation), new("gen_ai.provider.name", system),
-                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name));
+                    new("gen_ai.request.model", request.Route?.Name), new("modelgateway.deployment", deployment.Name), new("modelgateway.provider", deployment.Provider.Name));
             }
         }
 
@@ -233,6 +260,7 @@ internal sealed class GatewayMetrics
         { "gen_ai.response.model", deployment.UpstreamModel },
         { "gen_ai.token.type", type },
         { "modelgateway.deployment", deployment.Name },
+        { "modelgateway.provider", deployment.Provider.Name },
     };
 
     private static IEnumerable<Measurement<int>> ObserveCircuits(DeploymentStateRegistry states)

@@ -33,6 +33,13 @@ internal sealed class AttemptState(GatewayRequest request, FailoverExecutor exec
 
     public bool BudgetExhausted { get; set; }
 
+    private int _failoverPending;
+
+    /// <summary>Marks that the next attempt replaces a failed one (a failover, not a hedge).</summary>
+    public void FailoverPending() => Volatile.Write(ref _failoverPending, 1);
+
+    public bool TakeFailoverPending() => Interlocked.Exchange(ref _failoverPending, 0) == 1;
+
     /// <summary>Takes the best-ranked candidate not tried yet, or one worth trying again.</summary>
     public bool TryTakeCandidate(out Deployment deployment)
     {

@@ -67,7 +67,12 @@ internal sealed partial class FailoverExecutor
                         return null;
                     }
 
-                    _metrics.Hedge(route.Name);
+                    // After a failure the next attempt is a failover (counted there); otherwise the first was slow: a hedge.
+                    if (!state.TakeFailoverPending())
+                    {
+                        _metrics.Hedge(route.Name);
+                    }
+
                     var context = args.ActionContext;
                     return () => RunNextAsync(context, state);
                 },
@@ -96,11 +101,6 @@ internal sealed partial class FailoverExecutor
                     }
 
                     return new ValueTask<TimeSpan?>(failed?.RetryAfter is { } wait && wait <= resilience.MaxBackoff ? wait : null);
-                },
-                OnRetry = args =>
-                {
-                    _metrics.Failover(route.Name, args.Outcome.Result?.Deployment?.Name);
-                    return default;
                 },
             });
         }
@@ -191,10 +191,12 @@ internal sealed partial class FailoverExecutor
         if (!_budget.TryWithdraw())
         {
             state.BudgetExhausted = true;
-            _metrics.RetryBudgetExhausted();
+            _metrics.RetryBudgetExhausted(state.Request.Route!.Name);
             return false;
         }
 
+        state.FailoverPending();
+        _metrics.Failover(state.Request.Route!.Name, failed.Deployment?.Name);
         return true;
     }
 
@@ -206,6 +208,7 @@ internal sealed partial class FailoverExecutor
             var admission = await _limiter.TryAcquireDeploymentAsync(deployment, request.Decision!.EstimatedInputTokens + request.Decision.ExpectedOutputTokens, context.CancellationToken).ConfigureAwait(false);
             if (!admission.Allowed)
             {
+                _metrics.Rejected("deployment", "provider_limit", request);
                 state.Skip(deployment, Exclusion.RateLimited, admission.RetryAfter);
                 continue;
             }
@@ -244,6 +247,7 @@ internal sealed partial class FailoverExecutor
             // Cancelled: the client left, the deadline passed, or a hedge won.
             activity?.SetTag("error.type", "cancelled");
             activity?.Stop();
+            _metrics.AttemptCancelled(state.Request, deployment);
             throw;
         }
 
@@ -302,6 +306,7 @@ internal sealed partial class FailoverExecutor
     {
         var deployment = outcome.Deployment!;
         var elapsed = _timeProvider.GetElapsedTime(started);
+        state.Request.LastAttempted = deployment;
         state.Request.Attempts.Add(new AttemptRecord(deployment.Name, outcome.Failure, outcome.UpstreamStatus, elapsed, outcome.Detail));
         state.Attempted(deployment, outcome);
         deployment.State.Attempts.Increment();

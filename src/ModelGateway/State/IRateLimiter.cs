@@ -32,6 +32,9 @@ internal sealed class KeyAdmission
 
     public ApiError? Rejection { get; init; }
 
+    /// <summary>Which limit refused: requests, tokens, concurrency, budget_daily, budget_monthly or store_unavailable.</summary>
+    public string? RejectionReason { get; init; }
+
     public long? RequestLimit { get; init; }
     public long RequestsRemaining { get; init; }
     public TimeSpan RequestsReset { get; init; }

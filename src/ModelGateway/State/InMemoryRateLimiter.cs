@@ -35,25 +35,26 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
             counters.Roll(day, month);
 
             ApiError? rejection = null;
+            string? reason = null;
             if (caller.DailyBudgetUsd is { } daily && counters.SpentDay >= daily)
             {
-                rejection = Budget("daily", daily);
+                (rejection, reason) = (Budget("daily", daily), "budget_daily");
             }
             else if (caller.MonthlyBudgetUsd is { } monthly && counters.SpentMonth >= monthly)
             {
-                rejection = Budget("monthly", monthly);
+                (rejection, reason) = (Budget("monthly", monthly), "budget_monthly");
             }
             else if (parallel is { } maxParallel && counters.InFlight >= maxParallel)
             {
-                rejection = ApiError.RateLimited($"Too many concurrent requests for this key (limit {maxParallel}).", TimeSpan.FromSeconds(1));
+                (rejection, reason) = (ApiError.RateLimited($"Too many concurrent requests for this key (limit {maxParallel}).", TimeSpan.FromSeconds(1)), "concurrency");
             }
             else if (rpm is { } requestLimit && requests + 1 > requestLimit)
             {
-                rejection = ApiError.RateLimited($"Rate limit reached for requests: limit {requestLimit} per minute.", counters.Requests.UntilOldestExpires(second));
+                (rejection, reason) = (ApiError.RateLimited($"Rate limit reached for requests: limit {requestLimit} per minute.", counters.Requests.UntilOldestExpires(second)), "requests");
             }
             else if (tpm is { } tokenLimit && tokens + estimatedTokens > tokenLimit)
             {
-                rejection = ApiError.RateLimited($"Rate limit reached for tokens: limit {tokenLimit} per minute, this request needs about {estimatedTokens}.", counters.Tokens.UntilOldestExpires(second), "tokens");
+                (rejection, reason) = (ApiError.RateLimited($"Rate limit reached for tokens: limit {tokenLimit} per minute, this request needs about {estimatedTokens}.", counters.Tokens.UntilOldestExpires(second), "tokens"), "tokens");
             }
 
             if (rejection is null)
@@ -71,6 +72,7 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
             {
                 Allowed = rejection is null,
                 Rejection = rejection,
+                RejectionReason = reason,
                 RequestLimit = rpm,
                 RequestsRemaining = Math.Max(0, (rpm ?? 0) - requests),
                 RequestsReset = counters.Requests.UntilOldestExpires(second),

@@ -21,8 +21,11 @@ internal sealed partial class KeyAuthenticator : IDisposable
     private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
     private static readonly CallerIdentity Master = new() { KeyId = "master", Name = "master", AllowSloOverride = true };
 
-    public KeyAuthenticator(IKeyStore store, TimeProvider timeProvider, IOptions<AuthOptions> auth, IOptions<AdminOptions> admin, IOptions<StateOptions> state)
+    private readonly Observability.GatewayMetrics _metrics;
+
+    public KeyAuthenticator(IKeyStore store, TimeProvider timeProvider, IOptions<AuthOptions> auth, IOptions<AdminOptions> admin, IOptions<StateOptions> state, Observability.GatewayMetrics metrics)
     {
+        _metrics = metrics;
         _store = store;
         _timeProvider = timeProvider;
         _auth = auth.Value;
@@ -44,6 +47,7 @@ internal sealed partial class KeyAuthenticator : IDisposable
         var secret = ReadSecret(context.Request);
         if (secret is null)
         {
+            _metrics.AuthenticationFailed("missing_key");
             return (null, new ApiError(401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 "invalid_request_error", null));
@@ -69,6 +73,7 @@ internal sealed partial class KeyAuthenticator : IDisposable
                 // A key seen before keeps working while the store is away; an unknown one cannot be checked.
                 if (!cached)
                 {
+                    _metrics.AuthenticationFailed("store_unavailable");
                     return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true });
                 }
 
@@ -81,16 +86,19 @@ internal sealed partial class KeyAuthenticator : IDisposable
 
         if (entry.Key is null)
         {
+            _metrics.AuthenticationFailed("unknown_key");
             return (null, InvalidKey(secret, "Incorrect API key provided"));
         }
 
         if (entry.Key.RevokedAt is not null)
         {
+            _metrics.AuthenticationFailed("revoked_key");
             return (null, InvalidKey(secret, "This API key has been revoked"));
         }
 
         if (entry.Key.ExpiresAt is { } expires && expires <= _timeProvider.GetUtcNow())
         {
+            _metrics.AuthenticationFailed("expired_key");
             return (null, InvalidKey(secret, "This API key has expired"));
         }
 

@@ -46,6 +46,7 @@ public sealed class ScrapedGateway : IAsyncLifetime
           - { name: dead-east, provider: east, model: dead-model }
           - { name: dead-west, provider: west, model: dead-model-2 }
           - { name: embed-west, provider: west, model: embed-model, pricing: { input: 0.02, output: 0 }, capabilities: [embeddings] }
+          - { name: gpu-east, provider: east, model: llama-model, capacity: 4, pricing: { perHour: 2.4 } }
         routes:
           - { name: chat, strategy: priority, targets: [chat-east, chat-west] }
           - { name: failover, strategy: priority, targets: [broken-east, chat-west] }

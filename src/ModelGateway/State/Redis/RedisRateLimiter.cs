@@ -64,6 +64,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
             {
                 Allowed = false,
                 Rejection = ApiError.Unavailable("The gateway's limit store is unreachable, so keyed requests are refused until it is back.", "limit_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true },
+                RejectionReason = "store_unavailable",
             };
         }
 
@@ -72,6 +73,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
         {
             Allowed = local.Allowed,
             Rejection = local.Rejection,
+            RejectionReason = local.RejectionReason,
             RequestLimit = local.RequestLimit,
             RequestsRemaining = local.RequestsRemaining,
             RequestsReset = local.RequestsReset,
@@ -200,6 +202,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
         {
             Allowed = admitted,
             Rejection = admitted ? null : Rejection(reason, caller, estimatedTokens, requestsReset, tokensReset),
+            RejectionReason = admitted ? null : reason,
             RequestLimit = caller.RpmLimit,
             RequestsRemaining = Math.Max(0, (caller.RpmLimit ?? 0) - requests),
             RequestsReset = requestsReset,
