@@ -22,7 +22,8 @@ SOAK_LEVELS=${BENCH_SOAK_LEVELS-"1000 5000 10000"}  # concurrent slow streams; e
 SOAK_CHUNKS=${BENCH_SOAK_CHUNKS:-20}            # slow stream: chunks ...
 SOAK_CHUNK_DELAY_MS=${BENCH_SOAK_CHUNK_DELAY_MS:-1000}  # ... one per second: a 20 s stream
 SOAK_RAMP=${BENCH_SOAK_RAMP_PER_SECOND:-2000}   # new streams per second while ramping up
-ACCESS_LOG_RUN=${BENCH_ACCESS_LOG:-1}           # 1: also measure the gateway with its access log on
+SOAK_LEGS=${BENCH_SOAK_LEGS:-"h1 h2tls"}        # gateway->upstream leg: cleartext HTTP/1.1, HTTP/2 over TLS
+PARTS=${BENCH_PARTS:-"load accesslog soak"}      # which parts to run (e.g. BENCH_PARTS=soak)
 STATE=${BENCH_STATE:-memory}                    # memory | redis (see README: a hook for now)
 REDIS_URL=${REDIS_URL:-}                        # with BENCH_STATE=redis; empty starts a redis-server
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
@@ -35,7 +36,13 @@ PIDS=()                        # every process we started, in start order
 declare -A URL=()              # target -> base URL
 declare -A PROC=()             # target -> PID whose CPU and memory we read
 RAW=$TMP/raw.tsv               # one row per measurement; the report is computed from it
+# The routing files get a directory of their own: the gateway watches the directory of its routing
+# file, and every write to a log next to it would wake that watcher during the measurements.
+CONFIG_DIR=$TMP/config
+mkdir -p "$CONFIG_DIR"
 CLK_TCK=$(getconf CLK_TCK)
+
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -115,7 +122,7 @@ wait_port() {
 
 ensure_packages() {
     local wanted=() cmd
-    declare -A package_of=([wrk]=wrk [nginx]=nginx [curl]=curl [ss]=iproute2)
+    declare -A package_of=([wrk]=wrk [nginx]=nginx [curl]=curl [ss]=iproute2 [openssl]=openssl)
     [[ $STATE == redis && -z $REDIS_URL ]] && package_of[redis-server]=redis-server
     for cmd in "${!package_of[@]}"; do
         command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] || wanted+=("${package_of[$cmd]}")
@@ -202,14 +209,20 @@ EOF
 # Sets GATEWAY_PID and GATEWAY_URL.
 start_gateway() {
     local name=$1 routing=$2 access_log=${3:-0} port
+    local env=("${@:4}")    # extra VAR=value for the process (SSL_CERT_FILE for the TLS leg)
     local settings=(
         "--Observability:ConsoleLog=$([[ $access_log == 1 ]] && echo true || echo false)"
         "--Observability:AccessLog=$([[ $access_log == 1 ]] && echo true || echo false)"
         "--Serilog:MinimumLevel:Default=$([[ $access_log == 1 ]] && echo Information || echo Warning)"
+        # A handful of lines at start and stop: if something else stops the gateway mid-run, the log says so.
+        "--Serilog:MinimumLevel:Override:Microsoft.Hosting.Lifetime=Information"
     )
     [[ $STATE == redis ]] && settings+=("--State:Redis=$REDIS_URL")
     port=$(free_port)
-    start_bg "$name" dotnet "$(dll src/ModelGateway ModelGateway)" --config "$routing" \
+    # --contentRoot: read the shipped appsettings.json, as a deployed gateway does, wherever the
+    # script is started from (the host looks for it in the working directory otherwise).
+    start_bg "$name" env "${env[@]}" dotnet "$(dll src/ModelGateway ModelGateway)" --config "$routing" \
+        --contentRoot "$REPO_DIR/src/ModelGateway/bin/Release/net10.0" \
         --urls "http://127.0.0.1:$port" "${settings[@]}"
     GATEWAY_PID=$STARTED_PID
     GATEWAY_URL=http://127.0.0.1:$port
@@ -304,7 +317,16 @@ cpu_ticks() {
     echo "$total"
 }
 
-status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Fails the run, with the process's log, when a server died under load (a crash, or something
+# outside the harness stopping it): its numbers would be meaningless.
+assert_alive() {
+    local name=$1 pid=$2
+    kill -0 "$pid" 2>/dev/null && return
+    tail -n 20 "$TMP/$name.log" >&2
+    die "$name (pid $pid) is no longer running"
+}
 
 # wrk run: KIND is ns (non-streaming) or st (streaming). Appends a row to $RAW.
 run_wrk() {
@@ -315,7 +337,7 @@ run_wrk() {
     line=$(WRK_STREAM=$([[ $kind == st ]] && echo 1 || echo 0) wrk -t "$threads" -c "$connections" \
         -d "${duration}s" --timeout 10s -s "$BENCH_DIR/wrk/chat.lua" "${URL[$target]}/v1/chat/completions" \
         | grep '^BENCH ') || die "wrk failed against $target"
-    [[ -n $pid ]] && after=$(cpu_ticks "$pid")
+    [[ -n $pid ]] && after=$(cpu_ticks "$pid") && assert_alive "$target" "$pid"
     [[ $round == warmup ]] && return
     # shellcheck disable=SC2086 # split the key=value pairs on purpose
     local -A m=()
@@ -373,11 +395,12 @@ main_rounds() {
 
 # The same gateway with its console and access log on, interleaved with the quiet one.
 access_log_rounds() {
-    [[ $ACCESS_LOG_RUN == 1 ]] || return 0
-    start_gateway gateway-accesslog "$TMP/routing.yaml" 1
+    has_part accesslog || return 0
+    start_gateway gateway-accesslog "$CONFIG_DIR/routing.yaml" 1
     PROC[gateway-log]=$GATEWAY_PID
     URL[gateway-log]=$GATEWAY_URL
     check_target gateway-log
+    run_wrk acc gateway "$CONNECTIONS" warmup "$WARMUP"
     run_wrk acc gateway-log "$CONNECTIONS" warmup "$WARMUP"
     local round
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -393,49 +416,134 @@ access_log_rounds() {
     stop_pid "$GATEWAY_PID"
 }
 
-# Holds N slow streams through a fresh gateway (so its peak RSS is the soak's own), sampling its
-# RSS and the connections it holds from clients once a second.
+# Holds N slow streams through a fresh gateway (so its peak RSS is the soak's own), sampling once a
+# second its RSS, the client connections it holds and its connections to the upstream leg.
+# LEG is h1 (cleartext HTTP/1.1 to the fake: one upstream socket per stream) or h2tls (HTTP/2 over
+# TLS through an nginx front: streams multiplexed, as towards the hosted providers).
 soak_level() {
-    local streams=$1 routing=$TMP/routing-slow.yaml line monitor gateway_port
-    start_gateway "gateway-soak-$streams" "$routing"
+    local leg=$1 streams=$2 upstream_port=$3 line monitor gateway_port env=()
+    local name=soak-$leg-$streams
+    if [[ $leg == h1 ]] && ((2 * streams + 1024 > $(ulimit -n))); then
+        # Two sockets per stream in one process: past the descriptor limit the gateway would refuse
+        # connections, and the soak would measure the sandbox, not the gateway.
+        printf 'soak\t%s\t%s\t%s\tskipped\t\t\t\t\t\t%s\n' "$streams" "$leg" "$streams" \
+            "needs about $((2 * streams + 1024)) open files, the limit here is $(ulimit -n)" >>"$RAW"
+        log "soak $leg $streams: skipped, needs about $((2 * streams + 1024)) open files (limit $(ulimit -n))"
+        return
+    fi
+    [[ $leg == h2tls ]] && env=("SSL_CERT_FILE=$TMP/tls/cert.pem")
+    start_gateway "gateway-$name" "$CONFIG_DIR/routing-$leg.yaml" 0 "${env[@]}"
     gateway_port=${GATEWAY_URL##*:}
     (
         while kill -0 "$GATEWAY_PID" 2>/dev/null; do
-            printf '%s\t%s\n' "$(status_kb "$GATEWAY_PID" VmRSS 2>/dev/null || echo 0)" \
-                "$(ss -Htn state established "( sport = :$gateway_port )" 2>/dev/null | wc -l)"
+            printf '%s\t%s\t%s\n' "$(status_kb "$GATEWAY_PID" VmRSS 2>/dev/null || echo 0)" \
+                "$(ss -Htn state established "( sport = :$gateway_port )" 2>/dev/null | wc -l)" \
+                "$(ss -Htn state established "( dport = :$upstream_port )" 2>/dev/null | wc -l)"
             sleep 1
         done
-    ) >"$TMP/soak-$streams.samples" 2>/dev/null &
+    ) >"$TMP/$name.samples" 2>/dev/null &
     monitor=$!
     PIDS+=("$monitor")
     local status=0
     line=$(dotnet "$(dll bench/StreamSoak StreamSoak)" soak --url "$GATEWAY_URL/v1/chat/completions" \
         --streams "$streams" --ramp-per-second "$SOAK_RAMP" \
         --timeout-seconds $((SOAK_CHUNKS * SOAK_CHUNK_DELAY_MS / 1000 + streams / SOAK_RAMP + 60)) \
-        2>"$TMP/soak-$streams.err" | grep '^BENCH ') || status=$?
-    [[ -n $line ]] || { cat "$TMP/soak-$streams.err" >&2; die "soak client failed at $streams streams"; }
-    local hwm peak_conns
+        2>"$TMP/$name.err" | grep '^BENCH ') || status=$?
+    [[ -n $line ]] || { cat "$TMP/$name.err" >&2; die "soak client failed at $streams streams"; }
+    local hwm peak_clients peak_upstream retried
+    if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+        local exit_status=0
+        wait "$GATEWAY_PID" || exit_status=$?
+        log "soak $leg $streams: the gateway exited (status $exit_status) during the soak; see $TMP/gateway-$name.log"
+        KEEP_TMP=1
+        printf 'soak\t%s\t%s\t%s\tskipped\t\t\t\t\t\t%s\n' "$streams" "$leg" "$streams" \
+            "the gateway exited (status $exit_status) during the soak: ${line#BENCH }" >>"$RAW"
+        stop_pid "$monitor"
+        return
+    fi
     hwm=$(status_kb "$GATEWAY_PID" VmHWM)
-    peak_conns=$(awk -F'\t' '$2 > m { m = $2 } END { print m + 0 }' "$TMP/soak-$streams.samples")
+    peak_clients=$(awk -F'\t' '$2 > m { m = $2 } END { print m + 0 }' "$TMP/$name.samples")
+    peak_upstream=$(awk -F'\t' '$3 > m { m = $3 } END { print m + 0 }' "$TMP/$name.samples")
     stop_pid "$GATEWAY_PID"
     stop_pid "$monitor"
+    # Attempts that failed and were retried inside the gateway: invisible to the client, but they
+    # count against the circuit and the retry budget, so the report shows them.
+    retried=$(grep -c 'LogAttemptFailed' "$TMP/gateway-$name.log" || true)
     local -A m=()
     local pair
     # shellcheck disable=SC2086
     for pair in ${line#BENCH }; do m[${pair%%=*}]=${pair#*=}; done
-    printf 'soak\t%s\tgateway\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$streams" "$streams" "${m[done]}" "${m[peak_open]}" \
-        "$peak_conns" "$hwm" "${m[failed]}" >>"$RAW"
-    log "soak $streams: done ${m[done]}/$streams, peak open ${m[peak_open]} (gateway held $peak_conns client connections), peak RSS $((hwm / 1024)) MB"
-    ((status == 0)) || sed 's/^/  /' "$TMP/soak-$streams.err" >&2
+    printf 'soak\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$streams" "$leg" "$streams" "${m[done]}" "${m[peak_open]}" \
+        "$peak_clients" "$hwm" "${m[failed]}" "$peak_upstream" "$retried" >>"$RAW"
+    log "soak $leg $streams: done ${m[done]}/$streams, peak open ${m[peak_open]}, gateway held $peak_clients client and $peak_upstream upstream connections, peak RSS $((hwm / 1024)) MB, $retried attempts retried"
+    ((status == 0)) || sed 's/^/  /' "$TMP/$name.err" >&2
+}
+
+# nginx terminating TLS with HTTP/2 in front of the slow fake, so the gateway's upstream leg is
+# multiplexed as it is towards OpenAI or Azure. Sets TLS_FRONT_PORT.
+start_tls_front() {
+    local upstream_port=${1##*:} nginx_bin limit
+    TLS_FRONT_PORT=$(free_port)
+    nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+    limit=$(ulimit -n)
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || die "openssl could not make a test certificate"
+    # keepalive_requests: nginx otherwise ends an HTTP/2 connection with GOAWAY after 1,000
+    # requests, and the requests in flight then are retried (see the README's findings).
+    cat >"$TMP/tls/nginx.conf" <<EOF
+worker_processes auto;
+worker_rlimit_nofile $limit;
+pid $TMP/tls/nginx.pid;
+error_log $TMP/tls/error.log warn;
+events { worker_connections $((limit - 64)); }
+http {
+    access_log off;
+    client_body_temp_path $TMP/tls/body;
+    proxy_temp_path $TMP/tls/proxy;
+    fastcgi_temp_path $TMP/tls/fastcgi;
+    uwsgi_temp_path $TMP/tls/uwsgi;
+    scgi_temp_path $TMP/tls/scgi;
+    upstream fake {
+        server 127.0.0.1:$upstream_port;
+        keepalive 1024;
+    }
+    server {
+        listen 127.0.0.1:$TLS_FRONT_PORT ssl http2;
+        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+        location / {
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }
+    }
+}
+EOF
+    start_bg nginx-tls "$nginx_bin" -p "$TMP/tls" -c "$TMP/tls/nginx.conf" -g 'daemon off;'
+    wait_port nginx-tls "$STARTED_PID" "$TLS_FRONT_PORT"
 }
 
 soak() {
-    [[ -n $SOAK_LEVELS ]] || return 0
+    has_part soak && [[ -n $SOAK_LEVELS ]] || return 0
     start_upstream upstream-slow --fast --chunks "$SOAK_CHUNKS" --chunk-delay-ms "$SOAK_CHUNK_DELAY_MS"
-    write_routing "$TMP/routing-slow.yaml" "$UPSTREAM_URL"
-    local streams
-    for streams in $SOAK_LEVELS; do
-        soak_level "$streams"
+    local slow=$UPSTREAM_URL leg streams port
+    write_routing "$CONFIG_DIR/routing-h1.yaml" "$slow"
+    for leg in $SOAK_LEGS; do
+        port=${slow##*:}
+        if [[ $leg == h2tls ]]; then
+            start_tls_front "$slow"
+            write_routing "$CONFIG_DIR/routing-h2tls.yaml" "https://127.0.0.1:$TLS_FRONT_PORT"
+            port=$TLS_FRONT_PORT
+        fi
+        for streams in $SOAK_LEVELS; do
+            soak_level "$leg" "$streams" "$port"
+        done
     done
 }
 
@@ -490,37 +598,42 @@ report() {
         echo "- Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); generator, upstream and proxy share the cores"
         echo "- Runs: ${ROUNDS} rounds × ${DURATION}s per target and mode, targets in rotating order, ${WARMUP}s warm-up; streams have ${STREAM_CHUNKS} chunks; medians over rounds (min–max in brackets)"
         echo "- Gateway logging during load runs: console log off, access log off, minimum level Warning"
-        echo
-        echo "| Mode | Conns | Target | req/s | p50 µs | p90 µs | p99 µs | CPU µs/req | errors |"
-        echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
-        local kind connections target
-        for kind in ns st; do
-            for connections in "$CONNECTIONS" 1; do
-                for target in "${TARGETS[@]}"; do
-                    printf '| %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s |\n' \
-                        "$([[ $kind == ns ]] && echo non-streaming || echo "streaming, $STREAM_CHUNKS chunks")" \
-                        "$connections" "$target" \
-                        "$(median "$kind" "$target" "$connections" 5)" "$(spread "$kind" "$target" "$connections" 5)" \
-                        "$(median "$kind" "$target" "$connections" 6)" "$(median "$kind" "$target" "$connections" 7)" \
-                        "$(median "$kind" "$target" "$connections" 8)" "$(median "$kind" "$target" "$connections" 10)" \
-                        "$(awk -F'\t' -v k="$kind" -v t="$target" -v c="$connections" '$1 == k && $3 == t && $4 == c { s += $9 } END { print s + 0 }' "$RAW")"
-                done
-            done
-        done
-        echo
-        echo "Time to first streamed event (StreamSoak \`ttfb\`: $TTFB_REQUESTS sequential streams per round on one keep-alive connection, request sent → first \`data:\` line read):"
-        echo
-        echo "| Target | p50 µs | p90 µs | p99 µs |"
-        echo "|---|---:|---:|---:|"
-        for target in "${TARGETS[@]}"; do
-            printf '| %s | %s (%s) | %s | %s |\n' "$target" "$(median ttfb "$target" 1 6)" "$(spread ttfb "$target" 1 6)" \
-                "$(median ttfb "$target" 1 7)" "$(median ttfb "$target" 1 8)"
-        done
-        echo
-        report_targets
+        report_load
         report_access_log
         report_soak
     } >"$out"
+}
+
+report_load() {
+    has_part load || return 0
+    echo
+    echo "| Mode | Conns | Target | req/s | p50 µs | p90 µs | p99 µs | CPU µs/req | errors |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    local kind connections target
+    for kind in ns st; do
+        for connections in "$CONNECTIONS" 1; do
+            for target in "${TARGETS[@]}"; do
+                printf '| %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s |\n' \
+                    "$([[ $kind == ns ]] && echo non-streaming || echo "streaming, $STREAM_CHUNKS chunks")" \
+                    "$connections" "$target" \
+                    "$(median "$kind" "$target" "$connections" 5)" "$(spread "$kind" "$target" "$connections" 5)" \
+                    "$(median "$kind" "$target" "$connections" 6)" "$(median "$kind" "$target" "$connections" 7)" \
+                    "$(median "$kind" "$target" "$connections" 8)" "$(median "$kind" "$target" "$connections" 10)" \
+                    "$(awk -F'\t' -v k="$kind" -v t="$target" -v c="$connections" '$1 == k && $3 == t && $4 == c { s += $9 } END { print s + 0 }' "$RAW")"
+            done
+        done
+    done
+    echo
+    echo "Time to first streamed event (StreamSoak \`ttfb\`: $TTFB_REQUESTS sequential streams per round on one keep-alive connection, request sent → first \`data:\` line read):"
+    echo
+    echo "| Target | p50 µs | p90 µs | p99 µs |"
+    echo "|---|---:|---:|---:|"
+    for target in "${TARGETS[@]}"; do
+        printf '| %s | %s (%s) | %s | %s |\n' "$target" "$(median ttfb "$target" 1 6)" "$(spread ttfb "$target" 1 6)" \
+            "$(median ttfb "$target" 1 7)" "$(median ttfb "$target" 1 8)"
+    done
+    echo
+    report_targets
 }
 
 report_targets() {
@@ -552,7 +665,7 @@ report_targets() {
 }
 
 report_access_log() {
-    [[ $ACCESS_LOG_RUN == 1 ]] || return 0
+    has_part accesslog || return 0
     local c=$CONNECTIONS quiet_rps log_rps quiet_cpu log_cpu
     quiet_rps=$(median acc gateway "$c" 5); log_rps=$(median acc gateway-log "$c" 5)
     quiet_cpu=$(median acc gateway "$c" 10); log_cpu=$(median acc gateway-log "$c" 10)
@@ -566,20 +679,26 @@ report_access_log() {
 }
 
 report_soak() {
-    [[ -n $SOAK_LEVELS ]] || return 0
+    has_part soak && [[ -n $SOAK_LEVELS ]] || return 0
     echo
-    echo "Concurrent slow streams through a fresh gateway (StreamSoak \`soak\`: ${SOAK_CHUNKS} chunks, one every ${SOAK_CHUNK_DELAY_MS} ms, opened at ${SOAK_RAMP}/s):"
+    echo "Concurrent slow streams, each level through a fresh gateway (StreamSoak \`soak\`: ${SOAK_CHUNKS} chunks, one every ${SOAK_CHUNK_DELAY_MS} ms, opened at ${SOAK_RAMP}/s; clients on HTTP/1.1, one connection per stream). Upstream leg **h1**: cleartext HTTP/1.1 to the fake, one socket per stream; **h2tls**: HTTP/2 over TLS through an nginx front, as towards hosted providers:"
     echo
-    echo "| Streams | Completed with [DONE] | Peak open (client) | Peak client connections held by the gateway | Gateway peak RSS | Goal | Result |"
-    echo "|---:|---:|---:|---:|---:|---|---|"
-    awk -F'\t' '$1 == "soak"' "$RAW" | while IFS=$'\t' read -r _ streams _ _ completed peak_open peak_conns hwm failed _; do
+    echo "| Upstream leg | Streams | Completed with [DONE] | Peak open (client) | Peak client / upstream connections at the gateway | Attempts retried inside | Gateway peak RSS | Goal | Result |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
+    # Tabs become \037 first: read collapses runs of a whitespace separator, and skipped rows have empty fields.
+    awk -F'\t' '$1 == "soak"' "$RAW" | tr '\t' '\037' \
+        | while IFS=$'\037' read -r _ streams leg _ completed peak_open peak_clients hwm failed peak_upstream retried; do
+        if [[ $completed == skipped ]]; then
+            echo "| $leg | $streams | not run: $retried | | | | | | |"
+            continue
+        fi
         local mb goal="—" result="info"
         mb=$(calc "$hwm / 1024" 0)
         if ((streams >= 10000)); then
             goal="< 1024 MB, none dropped"
             result=$(verdict "$mb < 1024 && $failed == 0 && $completed == $streams")
         fi
-        echo "| $streams | $completed | $peak_open | $peak_conns | $mb MB | $goal | $result |"
+        echo "| $leg | $streams | $completed | $peak_open | $peak_clients / $peak_upstream | $retried | $mb MB | $goal | $result |"
     done
 }
 
@@ -591,30 +710,34 @@ main() {
     [[ $SKIP_BUILD == 1 ]] || build_all
     start_redis_if_asked
 
-    start_upstream upstream --fast --chunks "$STREAM_CHUNKS"
-    URL[direct]=$UPSTREAM_URL
-    local fast_upstream=$UPSTREAM_PID
-    write_routing "$TMP/routing.yaml" "$UPSTREAM_URL"
-    start_gateway gateway "$TMP/routing.yaml"
-    PROC[gateway]=$GATEWAY_PID
-    URL[gateway]=$GATEWAY_URL
-    start_yarp_floor "$UPSTREAM_URL"
-    start_nginx "$UPSTREAM_URL"
-    local target
-    for target in "${TARGETS[@]}"; do
-        check_target "$target"
-        log "$target: ${URL[$target]}"
-    done
-
     : >"$RAW"
-    main_rounds
-    GATEWAY_HWM_KB=$(status_kb "${PROC[gateway]}" VmHWM)
-    YARP_HWM_KB=$(status_kb "${PROC[yarp]}" VmHWM)
-    access_log_rounds
-    stop_pid "${PROC[nginx]}"
-    stop_pid "${PROC[yarp]}"
-    stop_pid "${PROC[gateway]}"
-    stop_pid "$fast_upstream"
+    if has_part load || has_part accesslog; then
+        start_upstream upstream --fast --chunks "$STREAM_CHUNKS"
+        URL[direct]=$UPSTREAM_URL
+        local fast_upstream=$UPSTREAM_PID
+        write_routing "$CONFIG_DIR/routing.yaml" "$UPSTREAM_URL"
+        start_gateway gateway "$CONFIG_DIR/routing.yaml"
+        PROC[gateway]=$GATEWAY_PID
+        URL[gateway]=$GATEWAY_URL
+        start_yarp_floor "$UPSTREAM_URL"
+        start_nginx "$UPSTREAM_URL"
+        local target
+        for target in "${TARGETS[@]}"; do
+            check_target "$target"
+            log "$target: ${URL[$target]}"
+        done
+        if has_part load; then
+            main_rounds
+            GATEWAY_HWM_KB=$(status_kb "${PROC[gateway]}" VmHWM)
+            YARP_HWM_KB=$(status_kb "${PROC[yarp]}" VmHWM)
+        fi
+        access_log_rounds
+        # Free the cores and the memory for the soak.
+        stop_pid "${PROC[nginx]}"
+        stop_pid "${PROC[yarp]}"
+        stop_pid "${PROC[gateway]}"
+        stop_pid "$fast_upstream"
+    fi
     soak
 
     mkdir -p "$RESULTS_DIR"
