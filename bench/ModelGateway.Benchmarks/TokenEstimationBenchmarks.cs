@@ -22,7 +22,7 @@ public class TokenEstimationBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _estimator.WarmUp();
+        _estimator.WarmUp(new HashSet<TokenizerKind> { TokenizerKind.O200k, TokenizerKind.Cl100k });
         _request = BenchDeployments.Request(BodyBytes <= 300 ? BenchDeployments.ChatBody : BenchPayloads.ChatRequest(BodyBytes));
     }
 

@@ -63,8 +63,10 @@ public static class GatewayApplication
                 logger.Enrich.FromLogContext();
                 if (consoleLog)
                 {
-                    // Async: a slow console must never hold a request up.
-                    logger.WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter()));
+                    // Async, so a request never waits on the console's write; but when the buffer is full
+                    // (the console cannot keep up for 10,000 lines) requests wait rather than the access
+                    // log silently losing lines that audits and billing reconcile against.
+                    logger.WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter()), bufferSize: 10_000, blockWhenFull: true);
                 }
             },
             writeToProviders: true);

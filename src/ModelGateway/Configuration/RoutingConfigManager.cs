@@ -25,7 +25,6 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
     private readonly SemaphoreSlim _reloadGate = new(1, 1);
     private GatewayCatalog? _current;
     private ReloadResult? _lastReload;
-    private FileSystemWatcher? _watcher;
     private ITimer? _poll;
     private ITimer? _settle;
     private (long Length, DateTime Written) _seen;
@@ -88,7 +87,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
 
         if (path is not null)
         {
-            Watch(path);
+            StartPolling();
         }
 
         return Task.CompletedTask;
@@ -96,7 +95,6 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        _watcher?.Dispose();
         _poll?.Dispose();
         _settle?.Dispose();
         return Task.CompletedTask;
@@ -194,26 +192,11 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         return result;
     }
 
-    private void Watch(string path)
+    private void StartPolling()
     {
-        var directory = System.IO.Path.GetDirectoryName(path)!;
-        try
-        {
-            _watcher = new FileSystemWatcher(directory, System.IO.Path.GetFileName(path))
-            {
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.FileName | NotifyFilters.CreationTime,
-                EnableRaisingEvents = true,
-            };
-            _watcher.Changed += (_, _) => Trigger();
-            _watcher.Created += (_, _) => Trigger();
-            _watcher.Renamed += (_, _) => Trigger();
-        }
-        catch (Exception ex) when (ex is IOException or ArgumentException or PlatformNotSupportedException)
-        {
-            LogWatcherUnavailable(_logger, directory, ex.Message);
-        }
-
-        // Polling catches what file events miss, such as Kubernetes swapping a ConfigMap's symlink.
+        // Polling, not FileSystemWatcher: inotify watches the whole directory, so every write beside
+        // the routing file (a log, a sidecar's temp file) would wake the gateway; a stat per interval
+        // costs nothing and also sees Kubernetes swapping a ConfigMap's symlink.
         _poll = _timeProvider.CreateTimer(_ => Poll(), null, _options.ConfigPollInterval, _options.ConfigPollInterval);
         _settle = _timeProvider.CreateTimer(_ => _ = Task.Run(ReloadAsync), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
@@ -274,7 +257,6 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
 
     public void Dispose()
     {
-        _watcher?.Dispose();
         _poll?.Dispose();
         _settle?.Dispose();
         _reloadGate.Dispose();
@@ -294,9 +276,6 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
 
     [LoggerMessage(EventId = 1005, Level = LogLevel.Debug, Message = "Routing file {Path} could not be read yet ({Reason}); will retry")]
     private static partial void LogReadRetry(ILogger logger, string path, string reason);
-
-    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "File events unavailable for {Directory} ({Reason}); relying on polling")]
-    private static partial void LogWatcherUnavailable(ILogger logger, string directory, string reason);
 }
 
 /// <summary>The routing file could not be loaded at start-up; the message lists every problem.</summary>

@@ -50,8 +50,25 @@ internal static class HealthResponse
     }
 }
 
-/// <summary>Loads the tokenizer vocabularies at start-up, off the request path.</summary>
-internal sealed class TokenizerWarmUp(TokenEstimator tokens) : BackgroundService
+/// <summary>
+/// With <c>Gateway:PreloadTokenizers</c>, loads the vocabularies the configured deployments use, off the
+/// request path. Without it they load on first use: most requests never need an exact count.
+/// </summary>
+internal sealed class TokenizerWarmUp(TokenEstimator tokens, RoutingConfigManager config, GatewayOptions options) : BackgroundService
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(tokens.WarmUp, stoppingToken);
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.PreloadTokenizers)
+        {
+            return Task.CompletedTask;
+        }
+
+        var kinds = new HashSet<TokenizerKind>();
+        foreach (var deployment in config.Current.DeploymentList)
+        {
+            kinds.Add(deployment.Tokenizer);
+        }
+
+        return Task.Run(() => tokens.WarmUp(kinds), stoppingToken);
+    }
 }

@@ -39,9 +39,15 @@ internal sealed class RequestIdMiddleware(RequestDelegate next)
         return true;
     }
 
-    private static string NewId() => string.Create(36, Guid.NewGuid(), static (span, guid) =>
+    // A request id needs uniqueness, not secrecy: a random per-process prefix (so replicas and
+    // restarts do not collide) plus a counter. Guid.NewGuid would cost a getrandom syscall per request.
+    private static readonly ulong ProcessPrefix = (ulong)Random.Shared.NextInt64();
+    private static long s_counter;
+
+    internal static string NewId() => string.Create(36, Interlocked.Increment(ref s_counter), static (span, sequence) =>
     {
         "req_".CopyTo(span);
-        guid.TryFormat(span[4..], out _, "N");
+        ProcessPrefix.TryFormat(span[4..], out _, "x16");
+        ((ulong)sequence).TryFormat(span[20..], out _, "x16");
     });
 }

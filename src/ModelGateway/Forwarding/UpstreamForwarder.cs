@@ -46,6 +46,24 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
 
         cancellationToken.ThrowIfCancellationRequested();
         var exception = attemptContext.Features.Get<IForwarderErrorFeature>()?.Exception;
+        if (error == ForwarderError.Request && IsUnprocessedRetryRefused(exception))
+        {
+            // The connection was closed under the request before the server processed it (an HTTP/2
+            // GOAWAY, typically after a front's keepalive_requests). SocketsHttpHandler wanted to re-send
+            // it on a new connection but YARP's request content can be read only once. The server never
+            // saw it, so sending it again ourselves is safe, and it is not the deployment's fault.
+            attemptContext = CreateAttemptContext(request, body);
+            transformer = new AttemptTransformer(destination, headers, request.RequestId, timeProvider);
+            error = await forwarder.SendAsync(attemptContext, destinationPrefix, invoker, RequestConfig, transformer, cancellationToken).ConfigureAwait(false);
+            if (transformer.Response is { } resent)
+            {
+                return resent;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            exception = attemptContext.Features.Get<IForwarderErrorFeature>()?.Exception;
+        }
+
         var detail = Describe(exception) ?? error.ToString();
         return error switch
         {
@@ -54,6 +72,23 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
                 => UpstreamResponse.Failed(TransportFailure.Connect, detail),
             _ => UpstreamResponse.Failed(TransportFailure.Protocol, detail),
         };
+    }
+
+    /// <summary>
+    /// True when the handler failed because it asked for the request body a second time: it does that
+    /// only to retry a request the server refused unprocessed (GOAWAY, a connection closed before use).
+    /// </summary>
+    internal static bool IsUnprocessedRetryRefused(Exception? exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is InvalidOperationException && current.Message.Contains("already consumed", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static string? Describe(Exception? exception)

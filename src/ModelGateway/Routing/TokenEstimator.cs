@@ -32,11 +32,16 @@ internal sealed class TokenEstimator
     private readonly Lazy<Tokenizer> _o200k = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base"));
     private readonly Lazy<Tokenizer> _cl100k = new(() => TiktokenTokenizer.CreateForEncoding("cl100k_base"));
 
-    /// <summary>Loads the vocabularies so the first long request does not pay for it.</summary>
-    public void WarmUp()
+    /// <summary>Loads the vocabularies of <paramref name="kinds"/> so the first long request does not pay for it.</summary>
+    public void WarmUp(IReadOnlySet<TokenizerKind> kinds)
     {
-        _ = _o200k.Value.CountTokens("warm up");
-        _ = _cl100k.Value.CountTokens("warm up");
+        foreach (var kind in kinds)
+        {
+            if (kind != TokenizerKind.Bytes)
+            {
+                _ = CountText("warm up", kind);
+            }
+        }
     }
 
     /// <summary>Never less than the true count for any byte-level tokenizer: every token covers at least one byte.</summary>

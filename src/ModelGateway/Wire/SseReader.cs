@@ -10,7 +10,9 @@ namespace ModelGateway.Wire;
 /// </summary>
 internal sealed class SseReader : IDisposable
 {
-    private const int InitialBufferSize = 16 * 1024;
+    // Events are a few hundred bytes and the buffer grows on demand: a small start keeps thousands of
+    // slow concurrent streams cheap (each holds its buffer for the stream's whole life).
+    private const int InitialBufferSize = 4 * 1024;
 
     private static ReadOnlySpan<byte> DoneMarker => "[DONE]"u8;
 
