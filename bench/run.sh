@@ -181,7 +181,7 @@ start_redis_if_asked() {
         wait_port redis "$STARTED_PID" "$port"
         REDIS_URL=127.0.0.1:$port
     fi
-    log "state: redis at $REDIS_URL (passed as --State:Redis; the gateway ignores it until Redis state lands)"
+    log "state: redis at $REDIS_URL (passed to every gateway as --State:Redis)"
 }
 
 # Writes a routing file with one openai-compatible provider, one deployment and one route.

@@ -167,8 +167,9 @@ public static class GatewayApplication
             .ConfigureResource(resource => resource.AddService("modelgateway", serviceVersion: typeof(GatewayApplication).Assembly.GetName().Version?.ToString()))
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter(GatewayMetrics.MeterName)
-                    .AddAspNetCoreInstrumentation()
+                // ASP.NET Core's own meter gives http.server.request.duration; the instrumentation
+                // package's metrics hook would also make the host create an Activity per request.
+                metrics.AddMeter(GatewayMetrics.MeterName, "Microsoft.AspNetCore.Hosting")
                     .AddRuntimeInstrumentation()
                     .AddPrometheusExporter();
                 if (otlp)

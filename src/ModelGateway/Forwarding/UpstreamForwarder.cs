@@ -210,14 +210,16 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
 internal static class ForwardedHeaders
 {
     // Credentials and identity of the client's own account must never reach a provider; content and
-    // hop-by-hop headers are rebuilt by the gateway; trace headers are re-issued from our own span.
+    // hop-by-hop headers are rebuilt by the gateway. The client's trace context (traceparent, tracestate,
+    // baggage) passes through: when the gateway traces, the handler's propagator replaces it with the
+    // attempt span's; when nobody traces, the provider still joins the client's trace.
     private static readonly HashSet<string> Blocked = new(StringComparer.OrdinalIgnoreCase)
     {
         "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
         "openai-organization", "openai-project", "anthropic-api-key",
         "host", "content-length", "content-type", "content-encoding", "transfer-encoding", "accept-encoding",
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect",
-        "traceparent", "tracestate", "baggage", "request-id", "x-request-id",
+        "request-id", "x-request-id",
         "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
     };
 

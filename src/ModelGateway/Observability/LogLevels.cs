@@ -48,6 +48,16 @@ internal sealed class LogLevels
         }
     }
 
-    private static LogEventLevel Parse(string? text, LogEventLevel fallback)
-        => Enum.TryParse<LogEventLevel>(text, ignoreCase: true, out var level) ? level : fallback;
+    /// <summary>One above Fatal: nothing is written (Serilog's <c>LevelAlias.Off</c>).</summary>
+    internal const LogEventLevel Off = LevelAlias.Off;
+
+    internal static LogEventLevel Parse(string? text, LogEventLevel fallback)
+    {
+        if (string.Equals(text, "Off", StringComparison.OrdinalIgnoreCase) || string.Equals(text, "None", StringComparison.OrdinalIgnoreCase))
+        {
+            return Off;
+        }
+
+        return Enum.TryParse<LogEventLevel>(text, ignoreCase: true, out var level) && Enum.IsDefined(level) ? level : fallback;
+    }
 }

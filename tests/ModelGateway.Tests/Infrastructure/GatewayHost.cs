@@ -147,6 +147,27 @@ internal sealed class CapturingLoggerProvider : ILoggerProvider
 
     public string All => string.Join('\n', _lines);
 
+    /// <summary>
+    /// The lines matching <paramref name="match"/> once at least one is written: lines written when a
+    /// request completes (the access log) may land just after the client has its response.
+    /// </summary>
+    public async Task<List<string>> WaitForLinesAsync(Func<string, bool> match, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            var found = _lines.Where(match).ToList();
+            if (found.Count > 0 || DateTime.UtcNow > deadline)
+            {
+                // A short grace so a duplicate line would be seen too.
+                await Task.Delay(100);
+                return _lines.Where(match).ToList();
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
 
     public void Dispose()

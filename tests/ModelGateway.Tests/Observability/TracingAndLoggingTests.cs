@@ -111,7 +111,7 @@ public sealed class TracingAndLoggingTests : IAsyncLifetime
         using var response = await gateway.PostAsync("v1/chat/completions", $$"""{"model":"{{_route}}","messages":[{"role":"user","content":"my confidential prompt"}]}""",
             bearer: secret, headers: h => h.Add("x-request-id", "access-log-probe-1"));
 
-        var lines = gateway.Logs.Lines.Where(l => l.Contains("ModelGateway.AccessLog", StringComparison.Ordinal) && l.Contains("access-log-probe-1", StringComparison.Ordinal)).ToList();
+        var lines = await gateway.Logs.WaitForLinesAsync(l => l.Contains("ModelGateway.AccessLog", StringComparison.Ordinal) && l.Contains("access-log-probe-1", StringComparison.Ordinal));
         var line = Assert.Single(lines);
         foreach (var fact in new[] { "key=reporting-job", "team=analytics", $"route={_route}", "deployment=first", "status=200", "attempts=1", "cost=", "ttft=", "latency=" })
         {
