@@ -188,16 +188,20 @@ internal sealed partial class CompletionHandler(
     }
 
     // Runs the failover walk; for streams, keeps a slow first token from looking like a dead connection.
-    private async Task<AttemptOutcome> RunAttemptsAsync(GatewayRequest request, CancellationToken cancellationToken)
+    private ValueTask<AttemptOutcome> RunAttemptsAsync(GatewayRequest request, CancellationToken cancellationToken)
     {
         var attempt = executor.ExecuteAsync(request, cancellationToken);
         var interval = request.Route!.Resilience.KeepAliveInterval;
         if (attempt.IsCompleted || !request.Info.Stream || interval <= TimeSpan.Zero)
         {
-            return await attempt.ConfigureAwait(false);
+            return attempt;
         }
 
-        var task = attempt.AsTask();
+        return new ValueTask<AttemptOutcome>(KeepAliveUntilAnsweredAsync(request, attempt.AsTask(), interval, cancellationToken));
+    }
+
+    private async Task<AttemptOutcome> KeepAliveUntilAnsweredAsync(GatewayRequest request, Task<AttemptOutcome> task, TimeSpan interval, CancellationToken cancellationToken)
+    {
         var response = request.HttpContext.Response;
         while (true)
         {

@@ -233,14 +233,22 @@ internal sealed partial class FailoverExecutor
     }
 
     // Null means the circuit refused the attempt (open, or a half-open probe already running): try the next one.
+    // One async frame for the circuit, the timeout, the span and the bookkeeping: this runs for every attempt.
     private async ValueTask<AttemptOutcome?> RunInCircuitAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call)
     {
         var started = _timeProvider.GetTimestamp();
         var activity = _tracing.StartAttempt(call.Request, deployment, state.Request.Attempts.Count + 1, call.IsContinuation);
-        AttemptOutcome? result;
+        Outcome<AttemptOutcome> outcome;
         try
         {
-            result = await RunTracedAsync(context, state, deployment, call, started).ConfigureAwait(false);
+            outcome = await deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
+                static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
+                context,
+                (Executor: this, Call: call, Started: started)).ConfigureAwait(false);
+            if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(context.CancellationToken);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -251,55 +259,39 @@ internal sealed partial class FailoverExecutor
             throw;
         }
 
-        if (result is { IsSuccess: true })
+        AttemptOutcome result;
+        switch (outcome.Exception)
+        {
+            case null:
+                result = outcome.Result!;
+                break;
+            case BrokenCircuitException:
+                state.Skip(deployment, Exclusion.CircuitOpen, deployment.State.Circuit.OpenRemaining);
+                activity?.SetTag("modelgateway.skipped", "circuit_open");
+                activity?.Stop();
+                return null;
+            case TimeoutRejectedException:
+                var elapsed = _timeProvider.GetElapsedTime(started);
+                deployment.State.Latency.Record(call.Request.Info.Stream ? elapsed : null, elapsed);
+                result = AttemptOutcome.Failed(deployment, AttemptFailure.Timeout,
+                    ApiError.GatewayTimeout($"The deployment did not answer within {Durations.Format(elapsed)}."), "first byte timeout", startedAt: started);
+                break;
+            default:
+                result = AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), outcome.Exception.Message, startedAt: started);
+                break;
+        }
+
+        Record(state, result, started);
+        if (result.IsSuccess)
         {
             result.Activity = activity;
         }
-        else if (result is not null)
+        else
         {
             GatewayTracing.Failed(activity, result);
         }
-        else
-        {
-            activity?.SetTag("modelgateway.skipped", "circuit_open");
-            activity?.Stop();
-        }
 
         return result;
-    }
-
-    private async ValueTask<AttemptOutcome?> RunTracedAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call, long started)
-    {
-        var outcome = await deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
-            static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
-            context,
-            (Executor: this, Call: call, Started: started)).ConfigureAwait(false);
-
-        if (outcome.Exception is { } exception)
-        {
-            switch (exception)
-            {
-                case BrokenCircuitException:
-                    state.Skip(deployment, Exclusion.CircuitOpen, deployment.State.Circuit.OpenRemaining);
-                    return null;
-                case TimeoutRejectedException:
-                    var elapsed = _timeProvider.GetElapsedTime(started);
-                    deployment.State.Latency.Record(call.Request.Info.Stream ? elapsed : null, elapsed);
-                    var timeout = AttemptOutcome.Failed(deployment, AttemptFailure.Timeout,
-                        ApiError.GatewayTimeout($"The deployment did not answer within {Durations.Format(elapsed)}."), "first byte timeout", startedAt: started);
-                    Record(state, timeout, started);
-                    return timeout;
-                case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
-                    throw new OperationCanceledException(context.CancellationToken);
-                default:
-                    var failed = AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), exception.Message, startedAt: started);
-                    Record(state, failed, started);
-                    return failed;
-            }
-        }
-
-        Record(state, outcome.Result!, started);
-        return outcome.Result;
     }
 
     private void Record(AttemptState state, AttemptOutcome outcome, long started)

@@ -130,20 +130,34 @@ internal sealed partial class KeyAuthenticator : IDisposable
 /// <summary>Authenticates <c>/v1</c> requests and hands the caller on as a request feature.</summary>
 internal sealed class KeyAuthenticationMiddleware(RequestDelegate next, KeyAuthenticator authenticator)
 {
-    public async Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context)
     {
-        if (context.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase))
+        if (!context.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase))
         {
-            var (caller, error) = await authenticator.AuthenticateAsync(context).ConfigureAwait(false);
-            if (error is not null)
-            {
-                await error.WriteAsync(context).ConfigureAwait(false);
-                return;
-            }
-
-            context.Features.Set(caller!);
+            return next(context);
         }
 
+        // Cached keys (and no auth at all) answer synchronously: no async frame around the rest of the request.
+        var authentication = authenticator.AuthenticateAsync(context);
+        if (authentication.IsCompletedSuccessfully && authentication.Result is (var caller, null))
+        {
+            context.Features.Set(caller!);
+            return next(context);
+        }
+
+        return AwaitedAsync(authentication, context);
+    }
+
+    private async Task AwaitedAsync(ValueTask<(CallerIdentity? Caller, ApiError? Error)> authentication, HttpContext context)
+    {
+        var (caller, error) = await authentication.ConfigureAwait(false);
+        if (error is not null)
+        {
+            await error.WriteAsync(context).ConfigureAwait(false);
+            return;
+        }
+
+        context.Features.Set(caller!);
         await next(context).ConfigureAwait(false);
     }
 }

@@ -235,6 +235,15 @@ internal static class RedisLimiters
         var options = Options.Create(new StateOptions { Redis = connectionString, CommandTimeout = TimeSpan.FromSeconds(2) });
         var connection = new RedisConnection(options, TimeProvider.System, NullLogger<RedisConnection>.Instance);
         await connection.StartAsync(CancellationToken.None);
+
+        // A cluster that has just formed may drop a node connection once while its topology settles;
+        // the contract tests start once the connection is (again) in use, as a gateway would.
+        var settling = System.Diagnostics.Stopwatch.StartNew();
+        while (!connection.IsAvailable && settling.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            await Task.Delay(50);
+        }
+
         return (connection, new RedisRateLimiter(connection, options, TimeProvider.System, NullLogger<RedisRateLimiter>.Instance));
     }
 }
