@@ -24,8 +24,13 @@ SOAK_CHUNK_DELAY_MS=${BENCH_SOAK_CHUNK_DELAY_MS:-1000}  # ... one per second: a 
 SOAK_RAMP=${BENCH_SOAK_RAMP_PER_SECOND:-2000}   # new streams per second while ramping up
 SOAK_LEGS=${BENCH_SOAK_LEGS:-"h1 h2tls"}        # gateway->upstream leg: cleartext HTTP/1.1, HTTP/2 over TLS
 PARTS=${BENCH_PARTS:-"load accesslog soak"}      # which parts to run (e.g. BENCH_PARTS=soak)
-STATE=${BENCH_STATE:-memory}                    # memory | redis (see README: a hook for now)
+STATE=${BENCH_STATE:-memory}                    # memory | redis
 REDIS_URL=${REDIS_URL:-}                        # with BENCH_STATE=redis; empty starts a redis-server
+# 1: the gateway runs with Auth:Mode=keys and the load uses a virtual key with RPM, TPM, parallel
+# and budget limits (never reached), so every request is authenticated and admitted by the state
+# store: one Lua call per request with Redis. Default: on with Redis state, off in memory.
+KEYS=${BENCH_KEYS:-$([[ $STATE == redis ]] && echo 1 || echo 0)}
+MASTER_KEY=mk-bench-$RANDOM$RANDOM
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}                   # 1: keep logs and configs for a post-mortem
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
@@ -35,9 +40,9 @@ TMP=$(mktemp -d -t modelgateway-bench.XXXXXX)
 PIDS=()                        # every process we started, in start order
 declare -A URL=()              # target -> base URL
 declare -A PROC=()             # target -> PID whose CPU and memory we read
+declare -A API_KEY=()          # base URL -> the virtual key to send there (gateways with BENCH_KEYS=1)
 RAW=$TMP/raw.tsv               # one row per measurement; the report is computed from it
-# The routing files get a directory of their own: the gateway watches the directory of its routing
-# file, and every write to a log next to it would wake that watcher during the measurements.
+# The routing files get a directory of their own, as a deployment would keep them.
 CONFIG_DIR=$TMP/config
 mkdir -p "$CONFIG_DIR"
 CLK_TCK=$(getconf CLK_TCK)
@@ -218,6 +223,7 @@ start_gateway() {
         "--Serilog:MinimumLevel:Override:Microsoft.Hosting.Lifetime=Information"
     )
     [[ $STATE == redis ]] && settings+=("--State:Redis=$REDIS_URL")
+    [[ $KEYS == 1 ]] && settings+=("--Auth:Mode=keys" "--Admin:MasterKey=$MASTER_KEY")
     port=$(free_port)
     # --contentRoot: read the shipped appsettings.json, as a deployed gateway does, wherever the
     # script is started from (the host looks for it in the working directory otherwise).
@@ -229,11 +235,27 @@ start_gateway() {
     wait_port "$name" "$GATEWAY_PID" "$port"
     local i
     for ((i = 0; i < 100; i++)); do
-        curl -fs "$GATEWAY_URL/healthz/ready" >/dev/null && return
+        if curl -fs "$GATEWAY_URL/healthz/ready" >/dev/null; then
+            [[ $KEYS == 1 ]] && create_key "$name" "$GATEWAY_URL"
+            return
+        fi
         sleep 0.1
     done
     die "$name never became ready"
 }
+
+# Creates a virtual key whose limits the load never reaches, and records it for the gateway's URL.
+create_key() {
+    local name=$1 url=$2 body
+    body=$(curl -fsS -X POST "$url/admin/keys" -H "Authorization: Bearer $MASTER_KEY" -H 'Content-Type: application/json' \
+        -d '{"name":"bench","team":"bench","rpm":100000000,"tpm":100000000000,"max_parallel_requests":100000,"budget_daily_usd":1000000000,"budget_monthly_usd":1000000000}') \
+        || die "$name: creating the bench key failed"
+    API_KEY[$url]=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' <<<"$body")
+    [[ -n ${API_KEY[$url]} ]] || die "$name: no key in the admin answer: ${body:0:200}"
+}
+
+# curl arguments that authenticate against URL's gateway, if it needs a key.
+auth_args() { [[ -n ${API_KEY[$1]:-} ]] && printf '%s\n' -H "Authorization: Bearer ${API_KEY[$1]}"; return 0; }
 
 start_yarp_floor() {
     local port
@@ -289,12 +311,13 @@ EOF
 # Every target must answer a plain and a streamed request correctly before it is loaded: a proxy
 # that answers fast with errors would otherwise win.
 check_target() {
-    local target=$1 url=${URL[$1]}/v1/chat/completions body
-    body=$(curl -fsS "$url" -H 'Content-Type: application/json' \
+    local target=$1 url=${URL[$1]}/v1/chat/completions body auth=()
+    mapfile -t auth < <(auth_args "${URL[$1]}")
+    body=$(curl -fsS "$url" "${auth[@]}" -H 'Content-Type: application/json' \
         -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}') \
         || die "$target: plain request failed"
     [[ $body == *'"chat.completion"'* ]] || die "$target: unexpected body: ${body:0:200}"
-    body=$(curl -fsSN "$url" -H 'Content-Type: application/json' \
+    body=$(curl -fsSN "$url" "${auth[@]}" -H 'Content-Type: application/json' \
         -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}') \
         || die "$target: streamed request failed"
     [[ $body == *'data: [DONE]'* ]] || die "$target: stream did not end with [DONE]"
@@ -335,7 +358,7 @@ run_wrk() {
     local pid=${PROC[$target]:-} before=0 after=0 line
     ((connections < 2)) && threads=1
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
-    line=$(WRK_STREAM=$([[ $kind == st ]] && echo 1 || echo 0) wrk -t "$threads" -c "$connections" \
+    line=$(WRK_KEY=${API_KEY[${URL[$target]}]:-} WRK_STREAM=$([[ $kind == st ]] && echo 1 || echo 0) wrk -t "$threads" -c "$connections" \
         -d "${duration}s" --timeout 10s -s "$BENCH_DIR/wrk/chat.lua" "${URL[$target]}/v1/chat/completions" \
         | grep '^BENCH ') || die "wrk failed against $target"
     [[ -n $pid ]] && after=$(cpu_ticks "$pid") && assert_alive "$target" "$pid"
@@ -356,8 +379,10 @@ run_wrk() {
 # Sequential streams, time to the first data: line (StreamSoak ttfb). Appends a row to $RAW.
 run_ttfb() {
     local target=$1 round=$2 line
+    local key=()
+    [[ -n ${API_KEY[${URL[$target]}]:-} ]] && key=(--key "${API_KEY[${URL[$target]}]}")
     line=$(dotnet "$(dll bench/StreamSoak StreamSoak)" ttfb --url "${URL[$target]}/v1/chat/completions" \
-        --requests "$TTFB_REQUESTS" --warmup $((TTFB_REQUESTS / 5)) | grep '^BENCH ') \
+        --requests "$TTFB_REQUESTS" --warmup $((TTFB_REQUESTS / 5)) "${key[@]}" | grep '^BENCH ') \
         || die "ttfb client failed against $target"
     local -A m=()
     local pair
@@ -413,10 +438,7 @@ access_log_rounds() {
             run_wrk acc gateway "$CONNECTIONS" "$round"
         fi
     done
-    # Counted in both formats the gateway writes them in (compact JSON from Serilog, and the plain
-    # text of the default console provider it forwards to): the README explains why both appear.
     ACCESS_LOG_LINES=$(grep -c '"LatencyMs":' "$TMP/gateway-log.log" || true)
-    ACCESS_LOG_TEXT_LINES=$(grep -c '^info: ModelGateway.AccessLog' "$TMP/gateway-log.log" || true)
     stop_pid "$GATEWAY_PID"
 }
 
@@ -449,8 +471,10 @@ soak_level() {
     monitor=$!
     PIDS+=("$monitor")
     local status=0
+    local key=()
+    [[ -n ${API_KEY[$GATEWAY_URL]:-} ]] && key=(--key "${API_KEY[$GATEWAY_URL]}")
     line=$(dotnet "$(dll bench/StreamSoak StreamSoak)" soak --url "$GATEWAY_URL/v1/chat/completions" \
-        --streams "$streams" --ramp-per-second "$SOAK_RAMP" \
+        --streams "$streams" --ramp-per-second "$SOAK_RAMP" "${key[@]}" \
         --timeout-seconds $((SOAK_CHUNKS * SOAK_CHUNK_DELAY_MS / 1000 + streams / SOAK_RAMP + 60)) \
         2>"$TMP/$name.err" | grep '^BENCH ') || status=$?
     [[ -n $line ]] || { cat "$TMP/$name.err" >&2; die "soak client failed at $streams streams"; }
@@ -598,7 +622,7 @@ report() {
     {
         echo "### Load harness results"
         echo
-        echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC') · commit \`$commit\`$dirty · state: $STATE"
+        echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC') · commit \`$commit\`$dirty · state: $STATE · auth: $([[ $KEYS == 1 ]] && echo 'keys (every gateway request carries a virtual key with RPM, TPM, parallel and budget limits)' || echo 'none (the shipped default)')"
         echo "- Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); generator, upstream and proxy share the cores"
         echo "- Runs: ${ROUNDS} rounds × ${DURATION}s per target and mode, targets in rotating order, ${WARMUP}s warm-up; streams have ${STREAM_CHUNKS} chunks; medians over rounds (min–max in brackets)"
         echo "- Gateway logging during load runs: console log off, access log off, minimum level Warning"
@@ -674,7 +698,7 @@ report_access_log() {
     quiet_rps=$(median acc gateway "$c" 5); log_rps=$(median acc gateway-log "$c" 5)
     quiet_cpu=$(median acc gateway "$c" 10); log_cpu=$(median acc gateway-log "$c" 10)
     echo
-    echo "Access log cost (non-streaming, $c conns, the quiet gateway and one with console + access log on, written to a file; ${ACCESS_LOG_LINES:-?} JSON access-log lines and ${ACCESS_LOG_TEXT_LINES:-?} plain-text copies written):"
+    echo "Access log cost (non-streaming, $c conns, the quiet gateway and one with console + access log on, written to a file; ${ACCESS_LOG_LINES:-?} access-log lines written):"
     echo
     echo "| Gateway | req/s | p50 µs | p99 µs | CPU µs/req |"
     echo "|---|---:|---:|---:|---:|"

@@ -12,14 +12,17 @@ internal sealed record Options
     public int TimeoutSeconds { get; init; } = 120;
     public int Requests { get; init; } = 2000;
     public int Warmup { get; init; } = 200;
+
+    /// <summary>A gateway API key, sent as <c>Authorization: Bearer</c>; null sends none.</summary>
+    public string? ApiKey { get; init; }
 }
 
 /// <summary>Parses <c>--name value</c> pairs; anything unknown is an error, so a typo never runs a different test.</summary>
 internal static class CommandLine
 {
     public const string Usage =
-        "usage: StreamSoak soak --url URL --streams N [--model M] [--ramp-per-second R] [--timeout-seconds T]\n" +
-        "       StreamSoak ttfb --url URL [--requests N] [--warmup N] [--model M]";
+        "usage: StreamSoak soak --url URL --streams N [--model M] [--key K] [--ramp-per-second R] [--timeout-seconds T]\n" +
+        "       StreamSoak ttfb --url URL [--requests N] [--warmup N] [--model M] [--key K]";
 
     public static bool TryParse(string[] args, out Options options, out string error)
     {
@@ -43,6 +46,9 @@ internal static class CommandLine
                     break;
                 case "--model":
                     parsed = parsed with { Model = value };
+                    break;
+                case "--key":
+                    parsed = parsed with { ApiKey = value };
                     break;
                 case "--streams" when TryPositive(value, out var n):
                     parsed = parsed with { Streams = n };

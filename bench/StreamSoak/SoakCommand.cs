@@ -53,7 +53,7 @@ internal static class SoakCommand
         var open = false;
         try
         {
-            using var request = StreamClient.ChatStream(options.Url, options.Model);
+            using var request = StreamClient.ChatStream(options.Url, options.Model, options.ApiKey);
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {

@@ -22,11 +22,20 @@ internal static class StreamClient
         Timeout = Timeout.InfiniteTimeSpan,
     };
 
-    public static HttpRequestMessage ChatStream(Uri url, string model) => new(HttpMethod.Post, url)
+    public static HttpRequestMessage ChatStream(Uri url, string model, string? apiKey)
     {
-        Content = new StringContent(
-            $$"""{"model":"{{model}}","stream":true,"messages":[{"role":"user","content":"Write a haiku about the sea."}]}""",
-            Encoding.UTF8,
-            "application/json"),
-    };
+        var request = new HttpRequestMessage(HttpMethod.Post, url)
+        {
+            Content = new StringContent(
+                $$"""{"model":"{{model}}","stream":true,"messages":[{"role":"user","content":"Write a haiku about the sea."}]}""",
+                Encoding.UTF8,
+                "application/json"),
+        };
+        if (apiKey is not null)
+        {
+            request.Headers.Authorization = new("Bearer", apiKey);
+        }
+
+        return request;
+    }
 }

@@ -42,7 +42,7 @@ internal static class TtfbCommand
     /// <summary>Returns microseconds to the first data line, or -1 when the stream failed or did not end with [DONE].</summary>
     private static async Task<double> MeasureOneAsync(HttpClient client, Options options, byte[] buffer)
     {
-        using var request = StreamClient.ChatStream(options.Url, options.Model);
+        using var request = StreamClient.ChatStream(options.Url, options.Model, options.ApiKey);
         var start = Stopwatch.GetTimestamp();
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)

@@ -7,6 +7,10 @@ local model = os.getenv("WRK_MODEL") or "gpt-4o-mini"
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("WRK_KEY")
+if key and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
 wrk.body = '{"model":"' .. model .. '",' .. (stream and '"stream":true,' or '')
   .. '"messages":[{"role":"system","content":"You are a helpful assistant."},'
   .. '{"role":"user","content":"Write a haiku about the sea."}],"max_tokens":200}'

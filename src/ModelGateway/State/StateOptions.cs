@@ -35,6 +35,14 @@ public sealed class StateOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// With Redis: how often each replica writes the usage totals it has merged (they are also written
+    /// before this replica answers a usage query, and at shutdown). Zero writes every request's usage
+    /// at once, one extra Redis call per request.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     public bool UsesRedis => !string.IsNullOrWhiteSpace(Redis);
 }
 

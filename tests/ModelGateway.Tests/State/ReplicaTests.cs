@@ -55,6 +55,31 @@ public sealed class ReplicaTests(ReplicaFixture fixture) : IClassFixture<Replica
     }
 
     [Fact]
+    public async Task Usage_served_by_every_replica_adds_up_in_one_report_on_any_replica()
+    {
+        var (key, id) = await CreateKeyAsync("""{"name":"usage-across-replicas"}""");
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await ChatAsync(_replicas[i % 3], key));
+        }
+
+        // Each replica writes its merged totals within State:UsageFlushInterval (1 s); a report on any one
+        // replica then counts all six requests.
+        var clock = Stopwatch.StartNew();
+        long requests = 0;
+        while (requests != 6)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the report counted {requests} of 6 requests");
+            using var report = new HttpRequestMessage(HttpMethod.Get, $"admin/usage?key={id}");
+            report.Headers.Authorization = new AuthenticationHeaderValue("Bearer", MasterKey);
+            using var response = await _replicas[2].Http.SendAsync(report);
+            var rows = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("data");
+            requests = rows.EnumerateArray().Sum(row => row.GetProperty("requests").GetInt64());
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
     public async Task A_key_revoked_on_one_replica_is_refused_by_the_others_at_once()
     {
         var (key, id) = await CreateKeyAsync("""{"name":"soon-revoked"}""");

@@ -109,6 +109,8 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
 
         try
         {
+            // Fire and forget: queued on the connection before the response completes, so this
+            // replica's next admission runs after it, but the client never waits for the round trip.
             await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.SettleKey,
                 [KeyPrefix(caller.KeyId)],
@@ -116,7 +118,8 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
                     admission.WindowSecond, actualTokens - admission.ReservedTokens, admission.LeaseId, (actualCost - admission.ReservedCost).ToString("R", CultureInfo.InvariantCulture),
                     admission.Day, admission.Month,
                     Flag(caller.TpmLimit is not null), Flag(admission.HoldsConcurrencySlot), Flag(caller.DailyBudgetUsd is not null), Flag(caller.MonthlyBudgetUsd is not null),
-                ]).ConfigureAwait(false);
+                ],
+                CommandFlags.FireAndForget).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
@@ -179,7 +182,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
         try
         {
             await _redis.Database.ScriptEvaluateAsync(RedisScripts.SettleDeployment, [DeploymentPrefix(deployment.Name)],
-                [admission.WindowSecond, actualTokens - admission.ReservedTokens]).ConfigureAwait(false);
+                [admission.WindowSecond, actualTokens - admission.ReservedTokens], CommandFlags.FireAndForget).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {

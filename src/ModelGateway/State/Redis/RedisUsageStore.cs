@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using Microsoft.Extensions.Options;
 using ModelGateway.Forwarding;
 using StackExchange.Redis;
 
@@ -7,10 +8,13 @@ namespace ModelGateway.State.Redis;
 
 /// <summary>
 /// Usage totals in Redis, one hash per day (<c>{mg:usage}:yyyyMMdd</c>), so every replica adds to the
-/// same numbers. While Redis is unreachable increments are held in memory, merged, and written when it
-/// comes back: usage is never silently dropped.
+/// same numbers. Increments are merged in memory and written every <c>State:UsageFlushInterval</c>
+/// (one script call per key, model and deployment seen, not one per request), on every query from
+/// this replica, and at shutdown. While Redis is unreachable they are held and written when it comes
+/// back: usage is never silently dropped. Budgets do not depend on this: the limiter settles spend
+/// per request.
 /// </summary>
-internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
+internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAsyncDisposable
 {
     private const char Separator = '\u001f';
     private static readonly RedisKey Prefix = "{mg:usage}";
@@ -18,15 +22,22 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
     private readonly RedisConnection _redis;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<RedisUsageStore> _logger;
-    private readonly ConcurrentDictionary<(string Day, string Dimensions), double[]> _pending = new();
-    private int _flushing;
+    private readonly ConcurrentDictionary<(string Day, string Dimensions), PendingTotals> _pending = new();
+    private readonly SemaphoreSlim _flushing = new(1, 1);
+    private readonly TimeSpan _flushInterval;
+    private readonly ITimer? _timer;
 
-    public RedisUsageStore(RedisConnection redis, TimeProvider timeProvider, ILogger<RedisUsageStore> logger)
+    public RedisUsageStore(RedisConnection redis, IOptions<StateOptions> options, TimeProvider timeProvider, ILogger<RedisUsageStore> logger)
     {
         _redis = redis;
         _timeProvider = timeProvider;
         _logger = logger;
-        _redis.Restored += () => _ = FlushAsync();
+        _flushInterval = options.Value.UsageFlushInterval;
+        _redis.Restored += () => _ = FlushAsync(afterOutage: true);
+        if (_flushInterval > TimeSpan.Zero)
+        {
+            _timer = timeProvider.CreateTimer(static state => ((RedisUsageStore)state!).FlushOnTimer(), this, _flushInterval, _flushInterval);
+        }
     }
 
     private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples"];
@@ -36,6 +47,12 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
         var key = UsageKeys.For(request, _timeProvider.GetUtcNow());
         var dimensions = Dimensions(key);
         var values = Values(request, elapsed);
+        if (_flushInterval > TimeSpan.Zero)
+        {
+            Hold(key.Day.ToString(CultureInfo.InvariantCulture), dimensions, values);
+            return;
+        }
+
         if (_redis.IsAvailable)
         {
             try
@@ -54,6 +71,12 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
 
     public async ValueTask<IReadOnlyList<UsageRow>> QueryAsync(UsageFilter filter, CancellationToken cancellationToken)
     {
+        if (_redis.IsAvailable)
+        {
+            // Read your own writes: what this replica still holds goes first.
+            await FlushAsync(afterOutage: false).ConfigureAwait(false);
+        }
+
         var rows = new Dictionary<string, UsageTotals>(StringComparer.Ordinal);
         for (var day = filter.From; day <= filter.To; day = day.AddDays(1))
         {
@@ -123,31 +146,53 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
 
     private void Hold(string day, string dimensions, double[] values)
     {
-        var pending = _pending.GetOrAdd((day, dimensions), static _ => new double[Metrics.Length]);
-        lock (pending)
+        while (true)
         {
-            for (var i = 0; i < values.Length; i++)
+            var pending = _pending.GetOrAdd((day, dimensions), static _ => new PendingTotals());
+            lock (pending)
             {
-                pending[i] += values[i];
+                // A flush may have taken this entry between the lookup and the lock: add to a fresh one.
+                if (pending.Taken)
+                {
+                    continue;
+                }
+
+                for (var i = 0; i < values.Length; i++)
+                {
+                    pending.Values[i] += values[i];
+                }
+
+                return;
             }
         }
     }
 
-    private async Task FlushAsync()
+    private void FlushOnTimer()
     {
-        if (Interlocked.Exchange(ref _flushing, 1) == 1)
+        if (!_pending.IsEmpty && _redis.IsAvailable)
         {
-            return;
+            _ = FlushAsync(afterOutage: false);
         }
+    }
 
+    private async Task FlushAsync(bool afterOutage)
+    {
+        await _flushing.WaitAsync().ConfigureAwait(false);
         try
         {
             var flushed = 0;
             foreach (var key in _pending.Keys)
             {
-                if (!_pending.TryRemove(key, out var values))
+                if (!_pending.TryRemove(key, out var pending))
                 {
                     continue;
+                }
+
+                double[] values;
+                lock (pending)
+                {
+                    pending.Taken = true;
+                    values = pending.Values;
                 }
 
                 try
@@ -163,15 +208,39 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery
                 }
             }
 
-            if (flushed > 0)
+            if (flushed > 0 && afterOutage)
             {
                 LogFlushed(_logger, flushed);
             }
         }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down: the connection went first.
+        }
         finally
         {
-            Volatile.Write(ref _flushing, 0);
+            _flushing.Release();
         }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_timer is not null)
+        {
+            await _timer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (!_pending.IsEmpty && _redis.IsAvailable)
+        {
+            await FlushAsync(afterOutage: false).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Increments for one day, key, model and deployment, merged until the next flush.</summary>
+    private sealed class PendingTotals
+    {
+        public readonly double[] Values = new double[Metrics.Length];
+        public bool Taken;
     }
 
     private static string Dimensions(in UsageKey key)
