@@ -51,7 +51,7 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
 
         // With AbortOnConnectFail off this returns even when Redis is down, and keeps reconnecting.
         _multiplexer = await ConnectionMultiplexer.ConnectAsync(configuration).ConfigureAwait(false);
-        _multiplexer.ConnectionFailed += (_, args) => MarkUnavailable(args.Exception?.Message ?? args.FailureType.ToString());
+        _multiplexer.ConnectionFailed += (_, args) => OnConnectionFailed(args);
         _multiplexer.ConnectionRestored += (_, _) => StartProbing();
         _probe = _timeProvider.CreateTimer(_ => _ = ProbeAsync(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         if (_multiplexer.IsConnected)
@@ -86,6 +86,19 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
         => message.StartsWith("LOADING", StringComparison.Ordinal) || message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
            || message.StartsWith("READONLY", StringComparison.Ordinal) || message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal)
            || message.StartsWith("TRYAGAIN", StringComparison.Ordinal) || message.StartsWith("BUSY", StringComparison.Ordinal);
+
+    private void OnConnectionFailed(ConnectionFailedEventArgs args)
+    {
+        // One node of a cluster dropping a connection (a topology change, a slow connect under load)
+        // is not an outage while others answer: commands that then fail report it themselves.
+        if (_multiplexer is { IsConnected: true })
+        {
+            StartProbing();
+            return;
+        }
+
+        MarkUnavailable(args.Exception?.Message ?? args.FailureType.ToString());
+    }
 
     private void MarkUnavailable(string reason)
     {
