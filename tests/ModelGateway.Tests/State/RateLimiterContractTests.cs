@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using ModelGateway.State;
 using ModelGateway.State.Redis;
 using ModelGateway.Tests.Infrastructure;
+using StackExchange.Redis;
 
 namespace ModelGateway.Tests.State;
 
@@ -149,9 +150,38 @@ public sealed class InMemoryRateLimiterTests : RateLimiterContractTests
 
 public sealed class RedisRateLimiterTests : RateLimiterContractTests, IClassFixture<RedisFixture>
 {
-    public RedisRateLimiterTests(RedisFixture redis) => Limiter = redis.Limiter;
+    private readonly RedisFixture _redis;
+
+    public RedisRateLimiterTests(RedisFixture redis)
+    {
+        _redis = redis;
+        Limiter = redis.Limiter;
+    }
 
     private protected override IRateLimiter Limiter { get; }
+
+    [Fact]
+    public async Task Requests_older_than_a_minute_stop_counting_and_the_reset_follows_the_oldest_that_still_counts()
+    {
+        // The window as the script keeps it: one bucket per second, a running sum and the oldest second.
+        // Three requests 70 s ago (gone from the window) and one 30 s ago, under an RPM limit of 3.
+        var caller = new CallerIdentity { KeyId = "aging-" + Guid.NewGuid().ToString("N"), Name = "aging", RpmLimit = 3 };
+        var database = _redis.Connection.Database;
+        var now = (long)((RedisResult[])(await database.ExecuteAsync("TIME"))!)[0];
+        await database.HashSetAsync($"{{k:{caller.KeyId}}}:rpm",
+            [new(now - 70, 3), new(now - 30, 1), new("s", 4), new("o", now - 70)]);
+
+        var first = await Limiter.AdmitAsync(caller, "r1", 1, 0, CancellationToken.None);
+        var second = await Limiter.AdmitAsync(caller, "r2", 1, 0, CancellationToken.None);
+        var third = await Limiter.AdmitAsync(caller, "r3", 1, 0, CancellationToken.None);
+
+        Assert.True(first.Allowed);
+        Assert.Equal(1, first.RequestsRemaining);
+        Assert.InRange(first.RequestsReset, TimeSpan.FromSeconds(28), TimeSpan.FromSeconds(31));
+        Assert.True(second.Allowed);
+        Assert.False(third.Allowed);
+        Assert.Equal("requests", third.RejectionReason);
+    }
 
     [Fact]
     public async Task Answers_come_from_redis_not_from_a_local_fallback()

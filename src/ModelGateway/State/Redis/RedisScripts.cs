@@ -24,22 +24,54 @@ internal static class RedisScripts
         end
         """;
 
-    // A 60-second sliding window kept as one-second buckets in a hash: sum the live ones, drop the dead.
+    // A 60-second sliding window kept as one-second buckets in a hash, with the running sum of the live
+    // buckets in field 's' and the oldest live bucket's second in field 'o'. A check drops only the
+    // seconds that left the window since the last one, so at thousands of requests per second it reads
+    // two fields instead of summing 60 buckets (the key expires 120 s after its last write, so a drop
+    // walks at most that many seconds).
     private const string Window = """
         local function window(key, now)
-          local sum, oldest = 0, 0
-          local values = redis.call('HGETALL', key)
-          for i = 1, #values, 2 do
-            local second = tonumber(values[i])
-            if second <= now - 60 then
-              redis.call('HDEL', key, values[i])
-            else
-              local count = tonumber(values[i + 1])
-              sum = sum + count
-              if count > 0 and (oldest == 0 or second < oldest) then oldest = second end
+          local head = redis.call('HMGET', key, 's', 'o')
+          local sum, oldest = tonumber(head[1] or '0'), tonumber(head[2] or '0')
+          if oldest == 0 or oldest > now - 60 then return sum, oldest end
+          local second = oldest
+          while second <= now - 60 do
+            local count = redis.call('HGET', key, second)
+            if count then
+              sum = sum - tonumber(count)
+              redis.call('HDEL', key, second)
             end
+            second = second + 1
           end
+          oldest = 0
+          while second <= now do
+            if redis.call('HEXISTS', key, second) == 1 then
+              oldest = second
+              break
+            end
+            second = second + 1
+          end
+          if oldest == 0 or sum < 0 then sum = 0 end
+          redis.call('HSET', key, 's', sum, 'o', oldest)
           return sum, oldest
+        end
+
+        local function add(key, now, amount, oldest)
+          redis.call('HINCRBY', key, now, amount)
+          redis.call('HINCRBY', key, 's', amount)
+          if oldest == 0 then redis.call('HSET', key, 'o', now) end
+          redis.call('EXPIRE', key, 120)
+        end
+
+        -- Corrects the bucket of a reservation (never below zero), and the sum with it.
+        local function correct(key, second, delta)
+          if redis.call('HEXISTS', key, second) == 0 then return end
+          local value = redis.call('HINCRBY', key, second, delta)
+          if value < 0 then
+            redis.call('HSET', key, second, 0)
+            delta = delta - value
+          end
+          redis.call('HINCRBY', key, 's', delta)
         end
         """;
 
@@ -80,14 +112,12 @@ internal static class RedisScripts
 
         if reason == '' then
           if rpm >= 0 then
-            redis.call('HINCRBY', rpmKey, now, 1)
-            redis.call('EXPIRE', rpmKey, 120)
+            add(rpmKey, now, 1, requestsOldest)
             requests = requests + 1
             if requestsOldest == 0 then requestsOldest = now end
           end
           if tpm >= 0 then
-            redis.call('HINCRBY', tpmKey, now, estimate)
-            redis.call('EXPIRE', tpmKey, 120)
+            add(tpmKey, now, estimate, tokensOldest)
             tokens = tokens + estimate
             if tokensOldest == 0 then tokensOldest = now end
           end
@@ -114,14 +144,11 @@ internal static class RedisScripts
     /// KEYS[1] = key prefix. ARGV = reservation second, token delta, request id, cost delta, day, month,
     /// then flags (1/0): has TPM, has parallel limit, has daily budget, has monthly budget.
     /// </summary>
-    public const string SettleKey = """
+    public const string SettleKey = Window + "\n" + """
         local prefix = KEYS[1]
         local now = tonumber(redis.call('TIME')[1])
         if ARGV[7] == '1' and now - tonumber(ARGV[1]) < 60 then
-          local tpmKey = prefix .. ':tpm'
-          if redis.call('HEXISTS', tpmKey, ARGV[1]) == 1 then
-            if redis.call('HINCRBY', tpmKey, ARGV[1], ARGV[2]) < 0 then redis.call('HSET', tpmKey, ARGV[1], 0) end
-          end
+          correct(prefix .. ':tpm', ARGV[1], tonumber(ARGV[2]))
         end
         if ARGV[8] == '1' then redis.call('ZREM', prefix .. ':parallel', ARGV[3]) end
         if ARGV[9] == '1' then redis.call('INCRBYFLOAT', prefix .. ':spend:d:' .. ARGV[5], ARGV[4]) end
@@ -146,13 +173,11 @@ internal static class RedisScripts
         if rpm >= 0 and requests + 1 > rpm then return { 0, wait(requestsOldest), now } end
         if tpm >= 0 and tokens + estimate > tpm then return { 0, wait(tokensOldest), now } end
         if rpm >= 0 then
-          redis.call('HINCRBY', rpmKey, now, 1)
-          redis.call('EXPIRE', rpmKey, 120)
+          add(rpmKey, now, 1, requestsOldest)
           if requestsOldest == 0 then requestsOldest = now end
         end
         if tpm >= 0 then
-          redis.call('HINCRBY', tpmKey, now, estimate)
-          redis.call('EXPIRE', tpmKey, 120)
+          add(tpmKey, now, estimate, tokensOldest)
           if tokensOldest == 0 then tokensOldest = now end
         end
         local spent = 0
@@ -162,12 +187,9 @@ internal static class RedisScripts
         """;
 
     /// <summary>Corrects a deployment's token bucket. KEYS[1] = deployment prefix. ARGV = reservation second, token delta.</summary>
-    public const string SettleDeployment = """
-        local tpmKey = KEYS[1] .. ':tpm'
+    public const string SettleDeployment = Window + "\n" + """
         local now = tonumber(redis.call('TIME')[1])
-        if now - tonumber(ARGV[1]) < 60 and redis.call('HEXISTS', tpmKey, ARGV[1]) == 1 then
-          if redis.call('HINCRBY', tpmKey, ARGV[1], ARGV[2]) < 0 then redis.call('HSET', tpmKey, ARGV[1], 0) end
-        end
+        if now - tonumber(ARGV[1]) < 60 then correct(KEYS[1] .. ':tpm', ARGV[1], tonumber(ARGV[2])) end
         return 1
         """;
 
