@@ -112,7 +112,8 @@ public sealed class TracingAndLoggingTests : IAsyncLifetime
             bearer: secret, headers: h => h.Add("x-request-id", "access-log-probe-1"));
 
         var lines = await gateway.Logs.WaitForLinesAsync(l => l.Contains("ModelGateway.AccessLog", StringComparison.Ordinal) && l.Contains("access-log-probe-1", StringComparison.Ordinal));
-        var line = Assert.Single(lines);
+        Assert.True(lines.Count == 1, $"expected one access-log line for the probe; the response was {(int)response.StatusCode} and the log held:\n{gateway.Logs.All}");
+        var line = lines[0];
         foreach (var fact in new[] { "key=reporting-job", "team=analytics", $"route={_route}", "deployment=first", "status=200", "attempts=1", "cost=", "ttft=", "latency=" })
         {
             Assert.Contains(fact, line.Replace("\"", string.Empty, StringComparison.Ordinal), StringComparison.Ordinal);

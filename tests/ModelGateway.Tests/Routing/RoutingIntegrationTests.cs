@@ -22,9 +22,9 @@ public sealed class RoutingIntegrationTests : IAsyncLifetime
               - { name: vllm, kind: openai-compatible, tier: iaas, baseUrl: "{{_selfHosted.OpenAIBaseUrl}}" }
               - { name: cloud, kind: openai-compatible, tier: saas, baseUrl: "{{_cloud.OpenAIBaseUrl}}" }
             deployments:
-              - { name: llama@vllm, provider: vllm, model: llama, contextWindow: 2048, capacity: 2, pricing: { perHour: 2.0 }, latencyWindow: 2s }
-              - { name: mini@cloud, provider: cloud, model: mini, contextWindow: 128000, pricing: { input: 0.15, output: 0.60 }, latencyWindow: 2s }
-              - { name: big@cloud, provider: cloud, model: big, contextWindow: 128000, pricing: { input: 2.50, output: 10.00 }, latencyWindow: 2s }
+              - { name: llama@vllm, provider: vllm, model: llama, contextWindow: 2048, capacity: 2, pricing: { perHour: 2.0 }, latencyWindow: 5s }
+              - { name: mini@cloud, provider: cloud, model: mini, contextWindow: 128000, pricing: { input: 0.15, output: 0.60 }, latencyWindow: 5s }
+              - { name: big@cloud, provider: cloud, model: big, contextWindow: 128000, pricing: { input: 2.50, output: 10.00 }, latencyWindow: 5s }
             routes:
               - { name: priority, strategy: priority, targets: [big@cloud, mini@cloud] }
               - { name: cheap, strategy: cost, targets: [big@cloud, mini@cloud, llama@vllm] }
@@ -153,7 +153,7 @@ public sealed class RoutingIntegrationTests : IAsyncLifetime
         _cloud.SetBehaviorForModel("mini", new UpstreamBehavior { FirstChunkDelay = TimeSpan.FromMilliseconds(450) });
         await EventuallyAsync(async () => await ChosenAsync("slo") == "big@cloud" && await ChosenAsync("slo") == "big@cloud");
 
-        // Mini recovers: exploration keeps measuring it, the slow samples age out of the 2s window, and traffic returns.
+        // Mini recovers: exploration keeps measuring it, the slow samples age out of the 5s window, and traffic returns.
         _cloud.ClearBehaviorForModel("mini");
         await EventuallyAsync(async () =>
         {

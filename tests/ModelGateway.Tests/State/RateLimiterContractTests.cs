@@ -204,8 +204,16 @@ public sealed class RedisClusterRateLimiterTests : RateLimiterContractTests
     [Fact]
     public async Task Answers_come_from_the_cluster_not_from_a_local_fallback()
     {
-        var answer = await Limiter.AdmitAsync(new CallerIdentity { KeyId = "shared-" + Guid.NewGuid().ToString("N"), Name = "x", RpmLimit = 10, DailyBudgetUsd = 5 }, "r", 1, 0.1, CancellationToken.None);
-        var deployment = await Limiter.TryAcquireDeploymentAsync(TestDeployments.Create("shared-" + Guid.NewGuid().ToString("N")[..8], rpm: 10), 1, CancellationToken.None);
+        // A node connection of a busy test machine's cluster may drop for a moment and answers then
+        // fall back (correctly) to local limits; what matters is that the cluster answers once it is reachable.
+        KeyAdmission answer = null!;
+        DeploymentAdmission deployment = default;
+        for (var attempt = 0; attempt < 50 && (answer is null || answer.Local || deployment.Local); attempt++)
+        {
+            await Task.Delay(attempt == 0 ? 0 : 100);
+            answer = await Limiter.AdmitAsync(new CallerIdentity { KeyId = "shared-" + Guid.NewGuid().ToString("N"), Name = "x", RpmLimit = 10, DailyBudgetUsd = 5 }, "r", 1, 0.1, CancellationToken.None);
+            deployment = await Limiter.TryAcquireDeploymentAsync(TestDeployments.Create("shared-" + Guid.NewGuid().ToString("N")[..8], rpm: 10), 1, CancellationToken.None);
+        }
 
         Assert.False(answer.Local);
         Assert.False(deployment.Local);
