@@ -681,7 +681,10 @@ report_targets() {
     rss=$(calc "$GATEWAY_HWM_KB / 1024" 0)
     echo "| Target (non-streaming unless said) | Measured | Goal | Result |"
     echo "|---|---:|---:|---|"
-    echo "| Gateway ÷ bare YARP throughput, $c conns | ${through_yarp}% (per round: $(round_ratios ns gateway yarp "$c" 5 100)) | ≥ 85% | $(verdict "$through_yarp >= 85") |"
+    # The issue's goals: 85% of bare YARP with in-memory state, 65% with Redis state.
+    local throughput_goal=85
+    [[ $STATE == redis ]] && throughput_goal=65
+    echo "| Gateway ÷ bare YARP throughput, $c conns | ${through_yarp}% (per round: $(round_ratios ns gateway yarp "$c" 5 100)) | ≥ ${throughput_goal}% | $(verdict "$through_yarp >= $throughput_goal") |"
     echo "| Gateway ÷ nginx throughput, $c conns | ${through_nginx}% (per round: $(round_ratios ns gateway nginx "$c" 5 100)) | — | info |"
     echo "| Streaming: gateway ÷ bare YARP / ÷ nginx, $c conns | $(calc "$gw_st / $yarp_st * 100" 1)% / $(calc "$gw_st / $nginx_st * 100" 1)% | — | info |"
     echo "| Added p50 latency over bare YARP, 1 conn | ${added_yarp} µs | ≤ 50 µs | $(verdict "$added_yarp <= 50") |"
