@@ -161,6 +161,36 @@ public sealed class RedisRateLimiterTests : RateLimiterContractTests, IClassFixt
     private protected override IRateLimiter Limiter { get; }
 
     [Fact]
+    public async Task A_concurrency_slot_freed_on_one_replica_is_free_on_the_others_within_moments()
+    {
+        // The settle rides with this replica's next admission for the key; a key that goes quiet is
+        // settled by a timer, so another replica sees the slot free shortly after the request ends.
+        var caller = new CallerIdentity { KeyId = "slot-" + Guid.NewGuid().ToString("N"), Name = "slot", MaxParallelRequests = 1 };
+        var (connection, otherReplica) = await RedisLimiters.ConnectAsync(_redis.Server.ConnectionString);
+        await using (connection)
+        await using (otherReplica)
+        {
+            var held = await Limiter.AdmitAsync(caller, "first", 1, 0, CancellationToken.None);
+            var whileHeld = await otherReplica.AdmitAsync(caller, "second", 1, 0, CancellationToken.None);
+            await Limiter.SettleAsync(caller, held, 1, 0);
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            KeyAdmission afterwards;
+            do
+            {
+                await Task.Delay(20);
+                afterwards = await otherReplica.AdmitAsync(caller, "third", 1, 0, CancellationToken.None);
+            }
+            while (!afterwards.Allowed && clock.Elapsed < TimeSpan.FromSeconds(5));
+
+            Assert.True(held.Allowed);
+            Assert.False(whileHeld.Allowed);
+            Assert.Equal("concurrency", whileHeld.RejectionReason);
+            Assert.True(afterwards.Allowed, "the slot was still held 5 s after the request ended");
+        }
+    }
+
+    [Fact]
     public async Task Requests_older_than_a_minute_stop_counting_and_the_reset_follows_the_oldest_that_still_counts()
     {
         // The window as the script keeps it: one bucket per second, a running sum and the oldest second.

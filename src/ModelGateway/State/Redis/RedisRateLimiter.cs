@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
@@ -7,18 +8,27 @@ using StackExchange.Redis;
 namespace ModelGateway.State.Redis;
 
 /// <summary>
-/// Limits shared by every replica: one Lua round trip per admission, keys hash-tagged per virtual
-/// key (and all deployments under one tag) so Redis Cluster works, time taken from Redis. While Redis
-/// is unreachable it follows the configured policy: fail-open with a replica-local share of each limit,
-/// or fail-closed with 503 for keyed requests. Provider limits of deployments always fail open.
+/// Limits shared by every replica: one Lua round trip per request, keys hash-tagged per virtual key
+/// (and all deployments under one tag) so Redis Cluster works, time taken from Redis. A finished
+/// request's settle (token and spend correction, concurrency release) rides along with the key's next
+/// admission from this replica, which applies it first; a key that goes quiet is settled by a timer
+/// within <see cref="SettleDelay"/>. While Redis is unreachable it follows the configured policy:
+/// fail-open with a replica-local share of each limit, or fail-closed with 503 for keyed requests.
+/// Provider limits of deployments always fail open.
 /// </summary>
-internal sealed partial class RedisRateLimiter : IRateLimiter
+internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
 {
+    /// <summary>The longest a finished request's settle waits for the key's next admission.</summary>
+    internal static readonly TimeSpan SettleDelay = TimeSpan.FromMilliseconds(100);
+
     private readonly RedisConnection _redis;
     private readonly StateOptions _options;
     private readonly InMemoryRateLimiter _local;
     private readonly ILogger<RedisRateLimiter> _logger;
     private readonly long _leaseMilliseconds;
+    private readonly ConcurrentDictionary<string, PendingSettles> _settles = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _flushing = new(1, 1);
+    private readonly ITimer _settleTimer;
 
     public RedisRateLimiter(RedisConnection redis, IOptions<StateOptions> options, TimeProvider timeProvider, ILogger<RedisRateLimiter> logger)
     {
@@ -29,6 +39,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
 
         // A replica that dies mid-request never frees its slot; the lease does, after the longest a request may take.
         _leaseMilliseconds = (long)TimeSpan.FromMinutes(15).TotalMilliseconds;
+        _settleTimer = timeProvider.CreateTimer(static state => ((RedisRateLimiter)state!).FlushOnTimer(), this, SettleDelay, SettleDelay);
     }
 
     public async ValueTask<KeyAdmission> AdmitAsync(CallerIdentity caller, string requestId, long estimatedTokens, double estimatedCost, CancellationToken cancellationToken)
@@ -40,20 +51,26 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
 
         if (_redis.IsAvailable)
         {
+            var carried = TakeSettles(caller.KeyId);
             try
             {
-                var result = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
-                    RedisScripts.AdmitKey,
-                    [KeyPrefix(caller.KeyId)],
-                    [
-                        Limit(caller.RpmLimit), Limit(caller.TpmLimit), Limit(caller.MaxParallelRequests),
-                        Limit(caller.DailyBudgetUsd), Limit(caller.MonthlyBudgetUsd),
-                        estimatedTokens, estimatedCost.ToString("R", CultureInfo.InvariantCulture), requestId, _leaseMilliseconds,
-                    ]).ConfigureAwait(false))!;
+                var args = new RedisValue[10 + (SettleRecord.Width * (carried?.Count ?? 0))];
+                args[0] = Limit(caller.RpmLimit);
+                args[1] = Limit(caller.TpmLimit);
+                args[2] = Limit(caller.MaxParallelRequests);
+                args[3] = Limit(caller.DailyBudgetUsd);
+                args[4] = Limit(caller.MonthlyBudgetUsd);
+                args[5] = estimatedTokens;
+                args[6] = estimatedCost.ToString("R", CultureInfo.InvariantCulture);
+                args[7] = requestId;
+                args[8] = _leaseMilliseconds;
+                WriteSettles(args, 9, carried);
+                var result = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(RedisScripts.AdmitKey, [KeyPrefix(caller.KeyId)], args).ConfigureAwait(false))!;
                 return ToAdmission(caller, result, estimatedTokens, estimatedCost, requestId);
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
+                Requeue(caller.KeyId, carried);
                 _redis.ReportFailure(ex);
             }
         }
@@ -107,24 +124,151 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
             return;
         }
 
+        // Not sent now: the key's next admission from this replica carries it (its script applies it
+        // before deciding), or the timer sends it within SettleDelay if the key goes quiet.
+        Enqueue(caller.KeyId, new SettleRecord(
+            admission.WindowSecond,
+            actualTokens - admission.ReservedTokens,
+            admission.LeaseId ?? string.Empty,
+            (actualCost - admission.ReservedCost).ToString("R", CultureInfo.InvariantCulture),
+            admission.Day ?? string.Empty,
+            admission.Month ?? string.Empty,
+            string.Concat(Flag(caller.TpmLimit is not null), Flag(admission.HoldsConcurrencySlot), Flag(caller.DailyBudgetUsd is not null), Flag(caller.MonthlyBudgetUsd is not null))));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _settleTimer.DisposeAsync().ConfigureAwait(false);
+        if (!_settles.IsEmpty && _redis.IsAvailable)
+        {
+            await FlushSettlesAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void Enqueue(string keyId, SettleRecord record)
+    {
+        while (true)
+        {
+            var pending = _settles.GetOrAdd(keyId, static _ => new PendingSettles());
+            lock (pending)
+            {
+                // Taken between the lookup and the lock by an admission or the timer: start a new batch.
+                if (!pending.Taken)
+                {
+                    pending.Records.Add(record);
+                    return;
+                }
+            }
+        }
+    }
+
+    private List<SettleRecord>? TakeSettles(string keyId)
+    {
+        if (!_settles.TryRemove(keyId, out var pending))
+        {
+            return null;
+        }
+
+        lock (pending)
+        {
+            pending.Taken = true;
+            return pending.Records;
+        }
+    }
+
+    private void Requeue(string keyId, List<SettleRecord>? records)
+    {
+        if (records is null)
+        {
+            return;
+        }
+
+        foreach (var record in records)
+        {
+            Enqueue(keyId, record);
+        }
+    }
+
+    private static void WriteSettles(RedisValue[] args, int at, List<SettleRecord>? records)
+    {
+        args[at++] = records?.Count ?? 0;
+        if (records is null)
+        {
+            return;
+        }
+
+        foreach (var record in records)
+        {
+            args[at++] = record.Second;
+            args[at++] = record.TokenDelta;
+            args[at++] = record.LeaseId;
+            args[at++] = record.CostDelta;
+            args[at++] = record.Day;
+            args[at++] = record.Month;
+            args[at++] = record.Flags;
+        }
+    }
+
+    private void FlushOnTimer()
+    {
+        if (!_settles.IsEmpty && _redis.IsAvailable)
+        {
+            _ = FlushSettlesAsync();
+        }
+    }
+
+    private async Task FlushSettlesAsync()
+    {
+        if (!await _flushing.WaitAsync(0).ConfigureAwait(false))
+        {
+            return;
+        }
+
         try
         {
-            // Fire and forget: queued on the connection before the response completes, so this
-            // replica's next admission runs after it, but the client never waits for the round trip.
-            await _redis.Database.ScriptEvaluateAsync(
-                RedisScripts.SettleKey,
-                [KeyPrefix(caller.KeyId)],
-                [
-                    admission.WindowSecond, actualTokens - admission.ReservedTokens, admission.LeaseId, (actualCost - admission.ReservedCost).ToString("R", CultureInfo.InvariantCulture),
-                    admission.Day, admission.Month,
-                    Flag(caller.TpmLimit is not null), Flag(admission.HoldsConcurrencySlot), Flag(caller.DailyBudgetUsd is not null), Flag(caller.MonthlyBudgetUsd is not null),
-                ],
-                CommandFlags.FireAndForget).ConfigureAwait(false);
+            foreach (var keyId in _settles.Keys)
+            {
+                var records = TakeSettles(keyId);
+                if (records is not { Count: > 0 })
+                {
+                    continue;
+                }
+
+                var args = new RedisValue[1 + (SettleRecord.Width * records.Count)];
+                WriteSettles(args, 0, records);
+                try
+                {
+                    await _redis.Database.ScriptEvaluateAsync(RedisScripts.SettleKey, [KeyPrefix(keyId)], args).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is RedisException or TimeoutException)
+                {
+                    Requeue(keyId, records);
+                    _redis.ReportFailure(ex);
+                    return;
+                }
+            }
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (ObjectDisposedException)
         {
-            _redis.ReportFailure(ex);
+            // Shutting down: the connection went first.
         }
+        finally
+        {
+            _flushing.Release();
+        }
+    }
+
+    /// <summary>One finished request's corrections, as the settle script reads them.</summary>
+    private readonly record struct SettleRecord(long Second, long TokenDelta, string LeaseId, string CostDelta, string Day, string Month, string Flags)
+    {
+        public const int Width = 7;
+    }
+
+    /// <summary>A key's settles waiting for its next admission; taken whole, then retired.</summary>
+    private sealed class PendingSettles
+    {
+        public readonly List<SettleRecord> Records = new(4);
+        public bool Taken;
     }
 
     public async ValueTask<DeploymentAdmission> TryAcquireDeploymentAsync(Deployment deployment, long estimatedTokens, CancellationToken cancellationToken)
@@ -248,5 +392,5 @@ internal sealed partial class RedisRateLimiter : IRateLimiter
 
     private static RedisValue Limit(double? limit) => limit is { } value ? value.ToString("R", CultureInfo.InvariantCulture) : "-1";
 
-    private static RedisValue Flag(bool value) => value ? "1" : "0";
+    private static string Flag(bool value) => value ? "1" : "0";
 }

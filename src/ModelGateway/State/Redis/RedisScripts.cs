@@ -75,13 +75,35 @@ internal static class RedisScripts
         end
         """;
 
+    // Settles finished requests of one key: ARGV from index `first` holds a count, then per request
+    // reservation second, token delta, lease id, cost delta, day, month and four flags ("1"/"0": has
+    // TPM, holds a concurrency slot, has a daily budget, has a monthly budget).
+    private const string Settle = """
+        local function settle(prefix, now, first)
+          local count = tonumber(ARGV[first] or '0')
+          for n = 0, count - 1 do
+            local i = first + 1 + n * 7
+            local flags = ARGV[i + 6]
+            if string.sub(flags, 1, 1) == '1' and now - tonumber(ARGV[i]) < 60 then
+              correct(prefix .. ':tpm', ARGV[i], tonumber(ARGV[i + 1]))
+            end
+            if string.sub(flags, 2, 2) == '1' then redis.call('ZREM', prefix .. ':parallel', ARGV[i + 2]) end
+            if ARGV[i + 3] ~= '0' then
+              if string.sub(flags, 3, 3) == '1' then redis.call('INCRBYFLOAT', prefix .. ':spend:d:' .. ARGV[i + 4], ARGV[i + 3]) end
+              if string.sub(flags, 4, 4) == '1' then redis.call('INCRBYFLOAT', prefix .. ':spend:m:' .. ARGV[i + 5], ARGV[i + 3]) end
+            end
+          end
+        end
+        """;
+
     /// <summary>
-    /// Admits a request for a key: budgets, concurrency, RPM, TPM, in that order; reserves on success.
+    /// Settles the key's requests that finished since its last call, then admits a request: budgets,
+    /// concurrency, RPM, TPM, in that order; reserves on success.
     /// KEYS[1] = key prefix <c>{k:ID}</c>. ARGV = rpm, tpm, parallel, daily budget, monthly budget (-1 = none),
-    /// estimated tokens, estimated cost, request id, lease (ms).
+    /// estimated tokens, estimated cost, request id, lease (ms), then the settles (see <c>Settle</c>).
     /// Returns reason ('' = admitted), requests, tokens, oldest request second, oldest token second, now, in flight, day, month.
     /// </summary>
-    public const string AdmitKey = Civil + "\n" + Window + "\n" + """
+    public const string AdmitKey = Civil + "\n" + Window + "\n" + Settle + "\n" + """
         local prefix = KEYS[1]
         local rpm, tpm, parallel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
         local daily, monthly = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -89,6 +111,7 @@ internal static class RedisScripts
         local time = redis.call('TIME')
         local now = tonumber(time[1])
         local nowMs = now * 1000 + math.floor(tonumber(time[2]) / 1000)
+        settle(prefix, now, 10)
         local y, m, d = civil(math.floor(now / 86400))
         local day, month = string.format('%04d%02d%02d', y, m, d), string.format('%04d%02d', y, m)
         local rpmKey, tpmKey, parallelKey = prefix .. ':rpm', prefix .. ':tpm', prefix .. ':parallel'
@@ -140,19 +163,11 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// Settles a key's reservation to actual usage and frees its concurrency slot.
-    /// KEYS[1] = key prefix. ARGV = reservation second, token delta, request id, cost delta, day, month,
-    /// then flags (1/0): has TPM, has parallel limit, has daily budget, has monthly budget.
+    /// Settles a key's finished requests that no admission carried (the key went quiet).
+    /// KEYS[1] = key prefix. ARGV = the settles (see <c>Settle</c>), from ARGV[1].
     /// </summary>
-    public const string SettleKey = Window + "\n" + """
-        local prefix = KEYS[1]
-        local now = tonumber(redis.call('TIME')[1])
-        if ARGV[7] == '1' and now - tonumber(ARGV[1]) < 60 then
-          correct(prefix .. ':tpm', ARGV[1], tonumber(ARGV[2]))
-        end
-        if ARGV[8] == '1' then redis.call('ZREM', prefix .. ':parallel', ARGV[3]) end
-        if ARGV[9] == '1' then redis.call('INCRBYFLOAT', prefix .. ':spend:d:' .. ARGV[5], ARGV[4]) end
-        if ARGV[10] == '1' then redis.call('INCRBYFLOAT', prefix .. ':spend:m:' .. ARGV[6], ARGV[4]) end
+    public const string SettleKey = Window + "\n" + Settle + "\n" + """
+        settle(KEYS[1], tonumber(redis.call('TIME')[1]), 1)
         return 1
         """;
 
