@@ -49,6 +49,12 @@ internal sealed class KeyAdmission
     public bool HoldsConcurrencySlot { get; init; }
     public string? LeaseId { get; init; }
 
+    /// <summary>
+    /// The key was at half its concurrency limit or more when this request was admitted: its slot is
+    /// released the moment it ends, rather than with the key's next admission.
+    /// </summary>
+    public bool NearConcurrencyLimit { get; init; }
+
     /// <summary>The budget periods (yyyyMMdd, yyyyMM) the reservation was booked in, by the store's clock.</summary>
     public string? Day { get; init; }
     public string? Month { get; init; }

@@ -124,8 +124,11 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
             return;
         }
 
-        // Not sent now: the key's next admission from this replica carries it (its script applies it
-        // before deciding), or the timer sends it within SettleDelay if the key goes quiet.
+        // Usually not sent now: the key's next admission from this replica carries it (its script
+        // applies it before deciding), or the timer sends it within SettleDelay if the key goes quiet.
+        // Near the concurrency limit the slot is released before the request is done, so no replica
+        // refuses a request for a slot that is already free (a sequential client behind a round-robin
+        // balancer sends its next request the moment it has this answer).
         Enqueue(caller.KeyId, new SettleRecord(
             admission.WindowSecond,
             actualTokens - admission.ReservedTokens,
@@ -134,6 +137,33 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
             admission.Day ?? string.Empty,
             admission.Month ?? string.Empty,
             string.Concat(Flag(caller.TpmLimit is not null), Flag(admission.HoldsConcurrencySlot), Flag(caller.DailyBudgetUsd is not null), Flag(caller.MonthlyBudgetUsd is not null))));
+        if (admission.NearConcurrencyLimit)
+        {
+            await SettleNowAsync(caller.KeyId).ConfigureAwait(false);
+        }
+    }
+
+    // Sends the key's pending settles and waits for Redis to apply them: the client already has its
+    // answer, and any replica's next admission for the key then finds the slot free.
+    private async ValueTask SettleNowAsync(string keyId)
+    {
+        var records = TakeSettles(keyId);
+        if (records is not { Count: > 0 })
+        {
+            return;
+        }
+
+        var args = new RedisValue[1 + (SettleRecord.Width * records.Count)];
+        WriteSettles(args, 0, records);
+        try
+        {
+            await _redis.Database.ScriptEvaluateAsync(RedisScripts.SettleKey, [KeyPrefix(keyId)], args).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Requeue(keyId, records);
+            _redis.ReportFailure(ex);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -360,6 +390,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
             ReservedCost = admitted ? estimatedCost : 0,
             WindowSecond = now,
             HoldsConcurrencySlot = admitted && caller.MaxParallelRequests is not null,
+            NearConcurrencyLimit = admitted && caller.MaxParallelRequests is { } parallel && (long)result[6] * 2 >= parallel,
             LeaseId = requestId,
             Day = (string?)result[7],
             Month = (string?)result[8],
