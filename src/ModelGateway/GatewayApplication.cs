@@ -56,6 +56,8 @@ public static class GatewayApplication
         AddAdminPort(builder);
         var consoleLog = builder.Configuration.GetValue($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.ConsoleLog)}", true);
         var levels = new LogLevels(builder.Configuration);
+        var logDrops = new LogDropMonitor();
+        builder.Services.AddSingleton(logDrops);
         builder.Services.AddSerilog(
             (services, logger) =>
             {
@@ -63,12 +65,16 @@ public static class GatewayApplication
                 logger.Enrich.FromLogContext();
                 if (consoleLog)
                 {
-                    // Async, so a request never waits on the console's write; but when the buffer is full
-                    // (the console cannot keep up for 10,000 lines) requests wait rather than the access
-                    // log silently losing lines that audits and billing reconcile against.
-                    logger.WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter()), bufferSize: 10_000, blockWhenFull: true);
+                    // Async, so a request never waits on the console's write. When the console (or the
+                    // pipe behind it) stalls long enough to fill 100,000 lines, lines are dropped and
+                    // counted (modelgateway.log.events.dropped) rather than stalling the data plane.
+                    logger.WriteTo.Async(sink => sink.Console(new RenderedCompactJsonFormatter()), bufferSize: 100_000, blockWhenFull: false, monitor: logDrops);
                 }
             },
+            // Each host keeps its own logger: with the static Log.Logger, hosts sharing a process
+            // (tests, embedding) would log through whichever started last, and the first to stop
+            // would silence the rest.
+            preserveStaticLogger: true,
             writeToProviders: true);
 
         AddGateway(builder.Services, builder.Configuration);

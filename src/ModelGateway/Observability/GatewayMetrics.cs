@@ -63,7 +63,7 @@ internal sealed class GatewayMetrics
     private Func<IEnumerable<Measurement<double>>>? _hourlyCosts;
     private Func<int>? _stateAvailable;
 
-    public GatewayMetrics(IMeterFactory meterFactory, DeploymentStateRegistry states, IOptions<ObservabilityOptions> options)
+    public GatewayMetrics(IMeterFactory meterFactory, DeploymentStateRegistry states, IOptions<ObservabilityOptions> options, LogDropMonitor? logDrops = null)
     {
         _keyLabels = options.Value.KeyLabels;
         var meter = meterFactory.Create(MeterName);
@@ -93,6 +93,8 @@ internal sealed class GatewayMetrics
         meter.CreateObservableGauge("modelgateway.state.available", () => _stateAvailable?.Invoke() ?? 1, "{state}",
             "1 while the shared state store (Redis) answers, 0 while the gateway serves degraded.");
         meter.CreateObservableGauge("modelgateway.deployment.in_flight", () => ObserveInFlight(states), "{request}", "Requests in flight per deployment.");
+        meter.CreateObservableCounter("modelgateway.log.events.dropped", () => logDrops?.Dropped ?? 0, "{event}",
+            "Log lines dropped because the console could not keep up (the gateway never waits for its log).");
     }
 
     /// <summary>Lets the hourly-cost gauge read the catalog serving now, without a dependency cycle.</summary>

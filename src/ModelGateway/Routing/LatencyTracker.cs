@@ -32,6 +32,8 @@ internal sealed class LatencyTracker
     private long _lastRecompute;
     private double _ewmaTtft = double.NaN;
     private double _ewmaDuration = double.NaN;
+    private int _ttftSamples;
+    private int _durationSamples;
     private long _lastSampleAt;
     private LatencySnapshot _snapshot = LatencySnapshot.Empty;
 
@@ -86,6 +88,8 @@ internal sealed class LatencyTracker
                 // Everything known is older than the window: start the averages afresh.
                 _ewmaTtft = double.NaN;
                 _ewmaDuration = double.NaN;
+                _ttftSamples = 0;
+                _durationSamples = 0;
             }
 
             var slot = _next;
@@ -97,11 +101,10 @@ internal sealed class LatencyTracker
 
             if (ttft is { } first)
             {
-                _ewmaTtft = double.IsNaN(_ewmaTtft) ? first.TotalMilliseconds : (Alpha * first.TotalMilliseconds) + ((1 - Alpha) * _ewmaTtft);
+                _ewmaTtft = Average(_ewmaTtft, first.TotalMilliseconds, ++_ttftSamples);
             }
 
-            var ms = duration.TotalMilliseconds;
-            _ewmaDuration = double.IsNaN(_ewmaDuration) ? ms : (Alpha * ms) + ((1 - Alpha) * _ewmaDuration);
+            _ewmaDuration = Average(_ewmaDuration, duration.TotalMilliseconds, ++_durationSamples);
             Volatile.Write(ref _lastSampleAt, now);
 
             if (++_sinceRecompute >= RecomputeEverySamples || _count <= MinimumSamples * 4 || _timeProvider.GetElapsedTime(_lastRecompute, now) >= RecomputeEvery)
@@ -109,6 +112,14 @@ internal sealed class LatencyTracker
                 Recompute(now);
             }
         }
+    }
+
+    // The plain mean of the first samples, then an EWMA: one cold first request (a new connection, a
+    // JIT-cold path) weighs 1/n instead of staying 80% of the estimate until exploration re-measures it.
+    private static double Average(double current, double sample, int count)
+    {
+        var alpha = Math.Max(Alpha, 1.0 / count);
+        return double.IsNaN(current) ? sample : (alpha * sample) + ((1 - alpha) * current);
     }
 
     /// <summary>Forgets every sample, e.g. when a deployment's endpoint changes on reload.</summary>
@@ -120,6 +131,8 @@ internal sealed class LatencyTracker
             _next = 0;
             _ewmaTtft = double.NaN;
             _ewmaDuration = double.NaN;
+            _ttftSamples = 0;
+            _durationSamples = 0;
             Volatile.Write(ref _lastSampleAt, 0);
             Volatile.Write(ref _snapshot, LatencySnapshot.Empty);
         }

@@ -116,7 +116,7 @@ internal sealed class RedisCluster : IAsyncDisposable
         {
             var port = RedisServer.FreePort();
             cluster._nodes.Add(await RedisServer.StartAsync(
-                $"--cluster-enabled yes --cluster-config-file {Path.Combine(cluster._directory, $"nodes-{port}.conf")} --cluster-node-timeout 5000 --dir {cluster._directory}"));
+                $"--cluster-enabled yes --cluster-config-file {Path.Combine(cluster._directory, $"nodes-{port}.conf")} --cluster-node-timeout 30000 --cluster-require-full-coverage no --dir {cluster._directory}"));
         }
 
         var create = new ProcessStartInfo("redis-cli", $"--cluster create {string.Join(' ', cluster._nodes.Select(n => n.ConnectionString))} --cluster-replicas 0 --cluster-yes")
@@ -132,13 +132,20 @@ internal sealed class RedisCluster : IAsyncDisposable
             throw new InvalidOperationException("redis-cli --cluster create failed: " + output);
         }
 
-        // The cluster is usable once every slot is served.
+        // The cluster is usable once every node says every slot is served: until the gossip has
+        // reached a node, it answers CLUSTERDOWN.
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromSeconds(20))
+        using var connection = await ConnectionMultiplexer.ConnectAsync(cluster.ConnectionString + ",allowAdmin=true");
+        while (clock.Elapsed < TimeSpan.FromSeconds(30))
         {
-            using var connection = await ConnectionMultiplexer.ConnectAsync(cluster.ConnectionString + ",allowAdmin=true");
-            var info = await connection.GetServer(cluster._nodes[0].ConnectionString).ExecuteAsync("CLUSTER", "INFO");
-            if (info.ToString().Contains("cluster_state:ok", StringComparison.Ordinal))
+            var ready = true;
+            foreach (var node in cluster._nodes)
+            {
+                var info = await connection.GetServer(node.ConnectionString).ExecuteAsync("CLUSTER", "INFO");
+                ready &= info.ToString().Contains("cluster_state:ok", StringComparison.Ordinal);
+            }
+
+            if (ready)
             {
                 return cluster;
             }
