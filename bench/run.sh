@@ -236,8 +236,10 @@ start_gateway() {
     local i
     for ((i = 0; i < 100; i++)); do
         if curl -fs "$GATEWAY_URL/healthz/ready" >/dev/null; then
-            [[ $KEYS == 1 ]] && create_key "$name" "$GATEWAY_URL"
-            return
+            if [[ $KEYS == 1 ]]; then
+                create_key "$name" "$GATEWAY_URL"
+            fi
+            return 0
         fi
         sleep 0.1
     done
