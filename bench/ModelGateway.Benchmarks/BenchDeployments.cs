@@ -6,6 +6,7 @@ using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Wire;
 
 namespace ModelGateway.Benchmarks;
@@ -25,12 +26,11 @@ internal static class BenchDeployments
             var provider = new ProviderEndpoint
             {
                 Name = $"provider-{i % 7}",
-                Kind = ProviderKind.OpenAICompatible,
-                KindName = "openai-compatible",
+                Kind = "openai-compatible",
+                Factory = new ModelGateway.Providers.OpenAI.OpenAICompatibleFactory(null!),
                 Tier = tiers[i % 3],
                 BaseUri = new Uri("http://127.0.0.1:1/v1"),
                 ApiKey = null,
-                ApiVersion = null,
                 Region = i % 2 == 0 ? "eu-west" : "us-east",
                 Tags = [],
                 ExtraHeaders = [],
@@ -104,7 +104,7 @@ internal static class BenchDeployments
     public static GatewayRequest Request(string body = ChatBody)
     {
         var bytes = Encoding.UTF8.GetBytes(body);
-        var request = new GatewayRequest(new DefaultHttpContext(), Operation.ChatCompletions, "bench", 0);
+        var request = new GatewayRequest(new DefaultHttpContext(), OpenAIChatProtocol.Instance, Operation.ChatCompletions, "bench", 0);
         request.SetBody(bytes, bytes.Length);
         RequestParser.TryParse(request.Body, Operation.ChatCompletions, 64, out request.Info, out _);
         return request;

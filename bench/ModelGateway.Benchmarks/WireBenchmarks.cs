@@ -1,5 +1,6 @@
 using System.Text;
 using BenchmarkDotNet.Attributes;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Wire;
 
 namespace ModelGateway.Benchmarks;
@@ -22,7 +23,7 @@ public class RequestParsingBenchmarks
     {
         RequestParser.TryParse(_body, Operation.ChatCompletions, 64, out var info, out _);
         Span<char> model = stackalloc char[RequestParser.MaxModelNameLength];
-        RequestParser.TryGetModel(_body, info, model, out var written);
+        RequestModel.TryCopy(_body, info, model, out var written);
         return written + info.MessageCount;
     }
 }

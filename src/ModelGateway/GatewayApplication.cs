@@ -9,6 +9,7 @@ using ModelGateway.Configuration;
 using ModelGateway.Endpoints;
 using ModelGateway.Forwarding;
 using ModelGateway.Observability;
+using ModelGateway.Providers;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.State;
@@ -129,11 +130,8 @@ public static class GatewayApplication
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
         services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>(static (host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
         services.AddOptions<ObservabilityOptions>().Bind(configuration.GetSection(ObservabilityOptions.Section));
-        services.AddHttpForwarder();
         services.AddMetrics();
-
-        services.AddSingleton<UpstreamHttpClients>();
-        services.AddSingleton<UpstreamForwarder>();
+        services.AddProviders();
         services.AddSingleton<TokenEstimator>();
         services.AddSingleton<Router>();
         services.AddSingleton<DeploymentStateRegistry>();

@@ -146,7 +146,7 @@ internal sealed class DashboardState(
                 json.WriteStartObject();
                 json.WriteString("name", deployment.Name);
                 json.WriteString("provider", deployment.Provider.Name);
-                json.WriteString("kind", deployment.Provider.KindName);
+                json.WriteString("kind", deployment.Provider.Kind);
                 json.WriteString("tier", deployment.Tier.ToString().ToLowerInvariant());
                 json.WriteString("model", deployment.UpstreamModel);
                 if (deployment.Region is not null)

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using ModelGateway.Canonical;
 using ModelGateway.Providers;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -32,15 +33,6 @@ internal sealed class GatewayCatalog
     public string[] SecretFiles { get; init; } = [];
 
     public bool TryGetRoute(ReadOnlySpan<char> model, out ModelRoute route) => RouteLookup.TryGetValue(model, out route!);
-}
-
-/// <summary>Where a provider's deployments are reached.</summary>
-internal enum ProviderKind
-{
-    OpenAI,
-    OpenAICompatible,
-    AzureOpenAI,
-    Simulated,
 }
 
 /// <summary>Where the hardware runs: self-hosted, a cloud platform's managed endpoint, or a vendor's API.</summary>
@@ -89,22 +81,32 @@ internal sealed class Secret(string value)
     public override string ToString() => "***";
 }
 
-/// <summary>A compiled provider entry: endpoint, credential and the client that speaks its protocol.</summary>
+/// <summary>A compiled provider entry: endpoint, credential, its kind's settings and the adapter that speaks its protocol.</summary>
 internal sealed class ProviderEndpoint
 {
     public required string Name { get; init; }
-    public required ProviderKind Kind { get; init; }
-    public required string KindName { get; init; }
+
+    /// <summary>The routing file's kind name (<see cref="ProviderKinds"/>).</summary>
+    public required string Kind { get; init; }
+
+    public required IProviderAdapterFactory Factory { get; init; }
     public required DeploymentTier Tier { get; init; }
     public required Uri? BaseUri { get; init; }
     public required Secret? ApiKey { get; init; }
-    public required string? ApiVersion { get; init; }
     public required string? Region { get; init; }
     public required string[] Tags { get; init; }
     public required KeyValuePair<string, Secret>[] ExtraHeaders { get; init; }
     public required TimeSpan ConnectTimeout { get; init; }
     public required SimulationSettings? Simulation { get; init; }
-    public IProviderClient Client { get; set; } = null!;
+
+    /// <summary>The kind's own compiled settings (API version, project, region credentials...), or null.</summary>
+    public object? Settings { get; init; }
+
+    public IProviderAdapter Adapter { get; set; } = null!;
+
+    /// <summary>The kind's settings, typed; only the kind's own adapter asks for them.</summary>
+    public T SettingsAs<T>()
+        where T : class => Settings as T ?? throw new InvalidOperationException($"provider '{Name}' has no {typeof(T).Name}");
 }
 
 /// <summary>A compiled deployment: one model on one provider, with its economics and live state.</summary>
@@ -120,6 +122,10 @@ internal sealed class Deployment
 
     public required int? ContextWindow { get; init; }
     public required int? MaxOutputTokens { get; init; }
+
+    /// <summary>The output limit sent when a client names none and the provider requires one (Anthropic).</summary>
+    public int DefaultMaxTokens { get; init; } = 4096;
+
     public required Pricing Pricing { get; init; }
     public required Capabilities Capabilities { get; init; }
     public required int? Capacity { get; init; }
@@ -143,13 +149,30 @@ internal sealed class Deployment
     public bool Has(Capabilities needed) => (Capabilities & needed) == needed;
 }
 
-/// <summary>Prices in USD per token (converted from the file's per-million figures).</summary>
-internal readonly record struct Pricing(double InputPerToken, double OutputPerToken, double CachedInputPerToken, double PerHour)
+/// <summary>
+/// Prices in USD per token (converted from the file's per-million figures). Cache reads, cache writes
+/// and reasoning have their own prices where the provider charges differently; unset, they cost what
+/// plain input (reads, writes) or output (reasoning) costs.
+/// </summary>
+internal readonly record struct Pricing(double InputPerToken, double OutputPerToken, double CacheReadPerToken, double PerHour)
 {
+    /// <summary>Prompt-cache writes (Anthropic charges 1.25× input for 5-minute writes).</summary>
+    public double CacheWritePerToken { get; init; } = InputPerToken;
+
+    /// <summary>Reasoning tokens, where a provider prices them apart from output.</summary>
+    public double ReasoningPerToken { get; init; } = OutputPerToken;
+
     public bool IsHourly => PerHour > 0 && InputPerToken == 0 && OutputPerToken == 0;
 
-    public double Cost(long inputTokens, long cachedTokens, long outputTokens)
-        => ((inputTokens - cachedTokens) * InputPerToken) + (cachedTokens * CachedInputPerToken) + (outputTokens * OutputPerToken);
+    public double Cost(in TokenUsage usage)
+        => (usage.UncachedInput * InputPerToken)
+           + (usage.CacheRead * CacheReadPerToken)
+           + (usage.CacheWrite * CacheWritePerToken)
+           + (Math.Max(0, usage.Output - usage.Reasoning) * OutputPerToken)
+           + (usage.Reasoning * ReasoningPerToken);
+
+    /// <summary>An estimate before the answer: no cache hits assumed, reasoning at the output price.</summary>
+    public double Cost(long inputTokens, long outputTokens) => (inputTokens * InputPerToken) + (outputTokens * OutputPerToken);
 }
 
 /// <summary>How to pick among a route's deployments.</summary>

@@ -1,11 +1,9 @@
 using System.Collections.Frozen;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers;
-using ModelGateway.Providers.OpenAI;
 using ModelGateway.Providers.Simulated;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -19,15 +17,13 @@ namespace ModelGateway.Configuration;
 /// </summary>
 internal sealed partial class CatalogBuilder(
     DeploymentStateRegistry states,
-    UpstreamForwarder forwarder,
-    UpstreamHttpClients httpClients,
+    ProviderAdapterRegistry registry,
     FailoverExecutor executor,
     TimeProvider timeProvider,
     ILoggerFactory loggerFactory)
 {
     public const string AutoRoute = "auto";
 
-    private static readonly string[] KnownKinds = ["openai", "openai-compatible", "azure-openai", "simulated"];
     private static readonly string[] KnownStrategies = ["priority", "weighted", "cost", "latency", "least-busy", "balanced"];
     private static readonly string[] KnownCapabilities = ["chat", "completions", "embeddings", "tools", "vision", "json_schema", "prefill"];
     private static readonly string[] KnownTiers = ["iaas", "paas", "saas"];
@@ -62,8 +58,8 @@ internal sealed partial class CatalogBuilder(
         var defaultBreaker = MergeBreaker(DefaultBreaker, defaults.CircuitBreaker, "defaults.circuitBreaker", errors);
         var defaultWindow = ParseDuration(defaults.LatencyWindow, "defaults.latencyWindow", errors, positive: true) ?? TimeSpan.FromMinutes(5);
 
-        var secretFiles = new List<string>();
-        var providers = BuildProviders(document.Providers, errors, warnings, secretFiles);
+        var context = new ConfigContext(errors, warnings);
+        var providers = BuildProviders(document.Providers, context);
         var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);
         if (errors.Count > 0)
@@ -71,10 +67,10 @@ internal sealed partial class CatalogBuilder(
             return null;
         }
 
-        // Only now, with the whole file valid, touch live state: attach states and build clients and pipelines.
+        // Only now, with the whole file valid, touch live state: attach states and build adapters and pipelines.
         foreach (var provider in providers.Values)
         {
-            provider.Client = CreateClient(provider);
+            provider.Adapter = provider.Factory.Create(provider);
         }
 
         var deploymentList = deployments.Values.OrderBy(d => d.Index).ToArray();
@@ -102,19 +98,13 @@ internal sealed partial class CatalogBuilder(
             RouteLookup = routeMap.GetAlternateLookup<ReadOnlySpan<char>>(),
             DeploymentList = deploymentList,
             RouteList = [.. routes],
-            SecretFiles = [.. secretFiles.Distinct(StringComparer.Ordinal)],
+            SecretFiles = [.. context.SecretFiles.Distinct(StringComparer.Ordinal)],
         };
     }
 
-    private IProviderClient CreateClient(ProviderEndpoint provider) => provider.Kind switch
+    private Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, ConfigContext context)
     {
-        ProviderKind.Simulated => new SimulatedProviderClient(provider, timeProvider),
-        ProviderKind.AzureOpenAI => new AzureOpenAIProviderClient(provider, forwarder, httpClients.Get(provider.ConnectTimeout)),
-        _ => new OpenAIProviderClient(provider, forwarder, httpClients.Get(provider.ConnectTimeout)),
-    };
-
-    private static Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
-    {
+        var errors = context.Errors;
         var result = new Dictionary<string, ProviderEndpoint>(StringComparer.Ordinal);
         if (documents is null || documents.Count == 0)
         {
@@ -134,44 +124,49 @@ internal sealed partial class CatalogBuilder(
             }
 
             var name = RequireName(doc.Name, path, "provider", firstSeen, i, "providers", errors);
-            var kind = ParseKind(doc.Kind, path + ".kind", errors);
-            var tier = doc.Tier is null
-                ? kind switch { ProviderKind.OpenAI => DeploymentTier.Saas, ProviderKind.AzureOpenAI => DeploymentTier.Paas, _ => DeploymentTier.Iaas }
-                : ParseTier(doc.Tier, path + ".tier", errors);
+            IProviderAdapterFactory? factory = null;
+            if (doc.Kind is null)
+            {
+                errors.Add(new(path + ".kind", $"required: one of {string.Join(", ", registry.Kinds)}"));
+            }
+            else if (!registry.TryGet(doc.Kind, out factory))
+            {
+                errors.Add(new(path + ".kind", $"unknown kind '{doc.Kind}' (known: {string.Join(", ", registry.Kinds)})"));
+            }
 
+            var tier = doc.Tier is null ? factory?.DefaultTier : ParseTier(doc.Tier, path + ".tier", errors);
             Uri? baseUri = null;
-            if (kind != ProviderKind.Simulated)
+            Secret? apiKey = null;
+            var headers = new List<KeyValuePair<string, Secret>>();
+            if (factory is { HasEndpoint: false })
+            {
+                context.NotFor(doc.BaseUrl, path + ".baseUrl", factory.Kind);
+                context.NotFor(doc.ApiKey, path + ".apiKey", factory.Kind);
+                context.NotFor(doc.Headers, path + ".headers", factory.Kind);
+            }
+            else if (factory is not null)
             {
                 if (string.IsNullOrWhiteSpace(doc.BaseUrl))
                 {
-                    errors.Add(new(path + ".baseUrl", "required for this kind (e.g. https://api.openai.com/v1)"));
+                    baseUri = factory.DefaultBaseUrl;
+                    if (baseUri is null)
+                    {
+                        errors.Add(new(path + ".baseUrl", "required for this kind (e.g. https://api.openai.com/v1)"));
+                    }
                 }
                 else if (!Uri.TryCreate(doc.BaseUrl, UriKind.Absolute, out baseUri) || baseUri.Scheme is not ("http" or "https"))
                 {
                     errors.Add(new(path + ".baseUrl", $"'{doc.BaseUrl}' is not an absolute http(s) URL"));
                     baseUri = null;
                 }
-            }
-            else if (doc.BaseUrl is not null)
-            {
-                errors.Add(new(path + ".baseUrl", "a simulated provider has no URL"));
-            }
 
-            var apiKey = ResolveSecret(doc.ApiKey, path + ".apiKey", errors, warnings, secretFiles);
-            if (apiKey is null && doc.ApiKey is null && kind is ProviderKind.OpenAI or ProviderKind.AzureOpenAI)
-            {
-                errors.Add(new(path + ".apiKey", "required for this kind (e.g. env:OPENAI_API_KEY)"));
-            }
+                apiKey = context.ResolveSecret(doc.ApiKey, path + ".apiKey");
+                if (doc.ApiKey is null && factory.RequiresApiKey)
+                {
+                    errors.Add(new(path + ".apiKey", "required for this kind (e.g. env:OPENAI_API_KEY)"));
+                }
 
-            if (doc.ApiVersion is not null && kind != ProviderKind.AzureOpenAI)
-            {
-                errors.Add(new(path + ".apiVersion", "only azure-openai providers take an apiVersion"));
-            }
-
-            var headers = new List<KeyValuePair<string, Secret>>();
-            if (doc.Headers is not null)
-            {
-                foreach (var (header, value) in doc.Headers)
+                foreach (var (header, value) in doc.Headers ?? [])
                 {
                     var headerPath = $"{path}.headers.{header}";
                     if (string.IsNullOrWhiteSpace(header) || ForwardedHeaders.IsBlocked(header) && !header.Equals("openai-organization", StringComparison.OrdinalIgnoreCase) && !header.Equals("openai-project", StringComparison.OrdinalIgnoreCase))
@@ -180,7 +175,7 @@ internal sealed partial class CatalogBuilder(
                         continue;
                     }
 
-                    if (ResolveSecret(value, headerPath, errors, warnings, secretFiles) is { } secret)
+                    if (context.ResolveSecret(value, headerPath) is { } secret)
                     {
                         headers.Add(new(header, secret));
                     }
@@ -188,20 +183,8 @@ internal sealed partial class CatalogBuilder(
             }
 
             var connectTimeout = ParseDuration(doc.ConnectTimeout, path + ".connectTimeout", errors, positive: true) ?? TimeSpan.FromSeconds(5);
-            SimulationSettings? simulation = null;
-            if (doc.Simulate is not null)
-            {
-                if (kind != ProviderKind.Simulated)
-                {
-                    errors.Add(new(path + ".simulate", "only simulated providers take simulate settings"));
-                }
-                else
-                {
-                    simulation = ParseSimulation(SimulationDefaults.Settings, doc.Simulate, path + ".simulate", errors);
-                }
-            }
-
-            if (name is null || kind is null)
+            var settings = factory?.CompileSettings(doc, path, context);
+            if (name is null || factory is null)
             {
                 continue;
             }
@@ -209,17 +192,17 @@ internal sealed partial class CatalogBuilder(
             result[name] = new ProviderEndpoint
             {
                 Name = name,
-                Kind = kind.Value,
-                KindName = doc.Kind!,
-                Tier = tier ?? DeploymentTier.Saas,
+                Kind = factory.Kind,
+                Factory = factory,
+                Tier = tier ?? factory.DefaultTier,
                 BaseUri = baseUri,
                 ApiKey = apiKey,
-                ApiVersion = kind == ProviderKind.AzureOpenAI ? doc.ApiVersion ?? "2024-10-21" : null,
                 Region = doc.Region,
                 Tags = doc.Tags?.ToArray() ?? [],
                 ExtraHeaders = [.. headers],
                 ConnectTimeout = connectTimeout,
-                Simulation = simulation,
+                Simulation = settings as SimulationSettings,
+                Settings = settings,
             };
         }
 
@@ -261,7 +244,7 @@ internal sealed partial class CatalogBuilder(
             var model = doc.Model;
             if (string.IsNullOrWhiteSpace(model))
             {
-                if (provider?.Kind == ProviderKind.Simulated)
+                if (provider is { Factory.HasEndpoint: false })
                 {
                     model = name;
                 }
@@ -282,7 +265,8 @@ internal sealed partial class CatalogBuilder(
             Positive(doc.Limits?.Rpm, path + ".limits.rpm", errors);
             Positive(doc.Limits?.Tpm, path + ".limits.tpm", errors);
             var pricing = ParsePricing(doc.Pricing, path + ".pricing", errors);
-            var capabilities = ParseCapabilities(doc.Capabilities, path + ".capabilities", errors);
+            var capabilities = ParseCapabilities(doc.Capabilities, provider?.Factory, path + ".capabilities", errors);
+            Positive(doc.DefaultMaxTokens, path + ".defaultMaxTokens", errors);
             var tokenizer = ParseTokenizer(doc.Tokenizer, model, path + ".tokenizer", errors);
             var breaker = MergeBreaker(defaultBreaker, doc.CircuitBreaker, path + ".circuitBreaker", errors);
             var firstToken = ParseDuration(doc.FirstTokenTimeout, path + ".firstTokenTimeout", errors, positive: true);
@@ -291,7 +275,7 @@ internal sealed partial class CatalogBuilder(
             SimulationSettings? simulation = null;
             if (doc.Simulate is not null)
             {
-                if (provider is not null && provider.Kind != ProviderKind.Simulated)
+                if (provider is not null && provider.Simulation is null)
                 {
                     errors.Add(new(path + ".simulate", "only deployments of a simulated provider take simulate settings"));
                 }
@@ -315,6 +299,7 @@ internal sealed partial class CatalogBuilder(
                 UpstreamModelJson = JsonSerializer.SerializeToUtf8Bytes(model, RoutingConfigJsonContext.Default.String),
                 ContextWindow = doc.ContextWindow,
                 MaxOutputTokens = doc.MaxOutputTokens,
+                DefaultMaxTokens = Math.Min(doc.DefaultMaxTokens ?? 4096, doc.MaxOutputTokens ?? int.MaxValue),
                 Pricing = pricing,
                 Capabilities = capabilities,
                 Capacity = doc.Capacity,
@@ -504,23 +489,6 @@ internal sealed partial class CatalogBuilder(
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$")]
     private static partial Regex NamePattern();
 
-    private static ProviderKind? ParseKind(string? kind, string path, List<ConfigError> errors)
-    {
-        switch (kind)
-        {
-            case "openai": return ProviderKind.OpenAI;
-            case "openai-compatible": return ProviderKind.OpenAICompatible;
-            case "azure-openai": return ProviderKind.AzureOpenAI;
-            case "simulated": return ProviderKind.Simulated;
-            case null:
-                errors.Add(new(path, $"required: one of {string.Join(", ", KnownKinds)}"));
-                return null;
-            default:
-                errors.Add(new(path, $"unknown kind '{kind}' (known: {string.Join(", ", KnownKinds)})"));
-                return null;
-        }
-    }
-
     private static DeploymentTier? ParseTier(string tier, string path, List<ConfigError> errors)
     {
         var index = Array.IndexOf(KnownTiers, tier);
@@ -550,11 +518,11 @@ internal sealed partial class CatalogBuilder(
         return (RoutingStrategyKind)index;
     }
 
-    private static Capabilities ParseCapabilities(List<string>? names, string path, List<ConfigError> errors)
+    private static Capabilities ParseCapabilities(List<string>? names, IProviderAdapterFactory? factory, string path, List<ConfigError> errors)
     {
         if (names is null)
         {
-            return Capabilities.Chat;
+            return factory?.DefaultCapabilities ?? Capabilities.Chat;
         }
 
         var result = Capabilities.None;
@@ -567,7 +535,14 @@ internal sealed partial class CatalogBuilder(
                 continue;
             }
 
-            result |= (Capabilities)(1 << index);
+            var capability = (Capabilities)(1 << index);
+            if (factory is not null && (factory.Supports & capability) == 0)
+            {
+                errors.Add(new($"{path}[{i}]", $"{factory.Kind} deployments cannot serve '{names[i]}'"));
+                continue;
+            }
+
+            result |= capability;
         }
 
         return result;
@@ -624,12 +599,25 @@ internal sealed partial class CatalogBuilder(
         NonNegative(doc.Input, path + ".input", errors);
         NonNegative(doc.Output, path + ".output", errors);
         NonNegative(doc.CachedInput, path + ".cachedInput", errors);
+        NonNegative(doc.CacheRead, path + ".cacheRead", errors);
+        NonNegative(doc.CacheWrite, path + ".cacheWrite", errors);
+        NonNegative(doc.Reasoning, path + ".reasoning", errors);
         NonNegative(doc.PerHour, path + ".perHour", errors);
-        var input = (double)(doc.Input ?? 0) / 1_000_000;
-        var output = (double)(doc.Output ?? 0) / 1_000_000;
-        var cached = doc.CachedInput is { } c ? (double)c / 1_000_000 : input;
-        return new Pricing(input, output, cached, (double)(doc.PerHour ?? 0));
+        if (doc.CachedInput is not null && doc.CacheRead is not null)
+        {
+            errors.Add(new(path + ".cachedInput", "cachedInput and cacheRead are the same price; set one"));
+        }
+
+        var input = PerToken(doc.Input) ?? 0;
+        var output = PerToken(doc.Output) ?? 0;
+        return new Pricing(input, output, PerToken(doc.CacheRead ?? doc.CachedInput) ?? input, (double)(doc.PerHour ?? 0))
+        {
+            CacheWritePerToken = PerToken(doc.CacheWrite) ?? input,
+            ReasoningPerToken = PerToken(doc.Reasoning) ?? output,
+        };
     }
+
+    private static double? PerToken(decimal? perMillion) => perMillion is { } value ? (double)value / 1_000_000 : null;
 
     private static SloSettings? ParseSlo(SloDocument? doc, string path, List<ConfigError> errors)
     {
@@ -773,7 +761,7 @@ internal sealed partial class CatalogBuilder(
         return new CircuitBreakerSettings(ratio, throughput, sampling, consecutive, breakDuration);
     }
 
-    private static SimulationSettings ParseSimulation(SimulationSettings baseline, SimulationDocument doc, string path, List<ConfigError> errors)
+    internal static SimulationSettings ParseSimulation(SimulationSettings baseline, SimulationDocument doc, string path, List<ConfigError> errors)
     {
         var ttft = ParseDuration(doc.Ttft, path + ".ttft", errors, positive: false) ?? baseline.Ttft;
         var tps = doc.TokensPerSecond ?? baseline.TokensPerSecond;
@@ -892,53 +880,6 @@ internal sealed partial class CatalogBuilder(
         {
             errors.Add(new(path, "must not be negative"));
         }
-    }
-
-    /// <summary>Resolves <c>env:NAME</c>, <c>file:/path</c> or a literal value. Errors never include the secret.</summary>
-    private static Secret? ResolveSecret(string? reference, string path, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
-    {
-        if (reference is null)
-        {
-            return null;
-        }
-
-        if (reference.StartsWith("env:", StringComparison.Ordinal))
-        {
-            var variable = reference[4..];
-            var value = Environment.GetEnvironmentVariable(variable);
-            if (string.IsNullOrEmpty(value))
-            {
-                errors.Add(new(path, $"environment variable '{variable}' is not set"));
-                return null;
-            }
-
-            return new Secret(value);
-        }
-
-        if (reference.StartsWith("file:", StringComparison.Ordinal))
-        {
-            var file = reference[5..];
-            secretFiles.Add(Path.GetFullPath(file));
-            try
-            {
-                var value = File.ReadAllText(file, Encoding.UTF8).Trim();
-                if (value.Length == 0)
-                {
-                    errors.Add(new(path, $"file '{file}' is empty"));
-                    return null;
-                }
-
-                return new Secret(value);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                errors.Add(new(path, $"cannot read file '{file}': {ex.GetType().Name}"));
-                return null;
-            }
-        }
-
-        warnings.Add(new(path, "a literal secret in the routing file; prefer env:NAME or file:/path"));
-        return new Secret(reference);
     }
 }
 

@@ -34,6 +34,9 @@ public sealed class ProviderDocument
     public string? BaseUrl { get; set; }
     public string? ApiKey { get; set; }
     public string? ApiVersion { get; set; }
+
+    /// <summary>Anthropic: <c>anthropic-beta</c> flags sent with every request.</summary>
+    public List<string>? Betas { get; set; }
     public string? Region { get; set; }
     public List<string>? Tags { get; set; }
     public Dictionary<string, string>? Headers { get; set; }
@@ -49,6 +52,7 @@ public sealed class DeploymentDocument
     public string? Model { get; set; }
     public int? ContextWindow { get; set; }
     public int? MaxOutputTokens { get; set; }
+    public int? DefaultMaxTokens { get; set; }
     public PricingDocument? Pricing { get; set; }
     public List<string>? Capabilities { get; set; }
     public int? Capacity { get; set; }
@@ -70,6 +74,9 @@ public sealed class PricingDocument
     public decimal? Input { get; set; }
     public decimal? Output { get; set; }
     public decimal? CachedInput { get; set; }
+    public decimal? CacheRead { get; set; }
+    public decimal? CacheWrite { get; set; }
+    public decimal? Reasoning { get; set; }
     public decimal? PerHour { get; set; }
 }
 

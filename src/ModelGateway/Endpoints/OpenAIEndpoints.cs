@@ -1,4 +1,5 @@
 using ModelGateway.Forwarding;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Wire;
 
 namespace ModelGateway.Endpoints;
@@ -25,9 +26,9 @@ internal static class OpenAIEndpoints
     public static IEndpointRouteBuilder MapOpenAIEndpoints(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1");
-        v1.MapPost("/chat/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.ChatCompletions));
-        v1.MapPost("/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.Completions));
-        v1.MapPost("/embeddings", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, Operation.Embeddings));
+        v1.MapPost("/chat/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, OpenAIChatProtocol.Instance, Operation.ChatCompletions));
+        v1.MapPost("/completions", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, OpenAIChatProtocol.Instance, Operation.Completions));
+        v1.MapPost("/embeddings", static context => context.RequestServices.GetRequiredService<CompletionHandler>().HandleAsync(context, OpenAIChatProtocol.Instance, Operation.Embeddings));
         v1.MapGet("/models", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().ListAsync(context));
         v1.MapGet("/models/{**id}", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().GetAsync(context, (string)context.Request.RouteValues["id"]!));
         v1.MapPost("/route/explain", static context => context.RequestServices.GetRequiredService<RouteExplainEndpoint>().ExplainAsync(context));

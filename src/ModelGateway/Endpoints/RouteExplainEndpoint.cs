@@ -1,6 +1,7 @@
 using System.Text.Json;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Routing;
 using ModelGateway.State;
 using ModelGateway.Wire;
@@ -22,7 +23,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
             "completions" => Operation.Completions,
             _ => Operation.ChatCompletions,
         };
-        using var request = new GatewayRequest(context, operation, context.TraceIdentifier, 0)
+        using var request = new GatewayRequest(context, OpenAIChatProtocol.Instance, operation, context.TraceIdentifier, 0)
         {
             Caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous,
         };

@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
 using ModelGateway.Observability;
+using ModelGateway.Protocols;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.State;
@@ -35,9 +36,9 @@ internal sealed partial class CompletionHandler(
 
     private readonly GatewayOptions _options = options.Value;
 
-    public async Task HandleAsync(HttpContext context, Operation operation)
+    public async Task HandleAsync(HttpContext context, ClientProtocol protocol, Operation operation)
     {
-        using var request = new GatewayRequest(context, operation, context.TraceIdentifier, timeProvider.GetTimestamp());
+        using var request = new GatewayRequest(context, protocol, operation, context.TraceIdentifier, timeProvider.GetTimestamp());
         request.Caller = context.Features.Get<CallerIdentity>() ?? CallerIdentity.Anonymous;
         metrics.RequestStarted();
         try
@@ -96,6 +97,11 @@ internal sealed partial class CompletionHandler(
             return NoCandidate(decision);
         }
 
+        if (NeedsTranslation(request, decision) && ReadCanonical(request) is { } unreadable)
+        {
+            return unreadable;
+        }
+
         var estimatedTokens = decision.EstimatedInputTokens + decision.ExpectedOutputTokens;
         var estimatedCost = Router.EstimateCost(decision.Ranked[0], decision.EstimatedInputTokens, decision.ExpectedOutputTokens);
         var admission = await limiter.AdmitAsync(request.Caller, request.RequestId, estimatedTokens, estimatedCost, context.RequestAborted).ConfigureAwait(false);
@@ -108,6 +114,33 @@ internal sealed partial class CompletionHandler(
         }
 
         return null;
+    }
+
+    // The canonical request is built only when a candidate speaks another wire than the client.
+    private static bool NeedsTranslation(GatewayRequest request, RoutingDecision decision)
+    {
+        foreach (var deployment in decision.Ranked)
+        {
+            if (!deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static ApiError? ReadCanonical(GatewayRequest request)
+    {
+        try
+        {
+            _ = request.Canonical;
+            return null;
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            return ApiError.BadRequest("The request could not be translated for the chosen deployment: " + ex.Message, "invalid_request");
+        }
     }
 
     private async Task ServeAsync(GatewayRequest request)
@@ -149,7 +182,7 @@ internal sealed partial class CompletionHandler(
 
             try
             {
-                if (outcome.Events is not null)
+                if (outcome.IsStream)
                 {
                     metrics.StreamStarted();
                     try
@@ -276,7 +309,7 @@ internal sealed partial class CompletionHandler(
             : "failover: " + decision.Ranked[0].Name + " failed";
         var attempts = request.Attempts.Count;
         headers["x-modelgateway-attempts"] = attempts < SmallNumbers.Length ? SmallNumbers[attempts] : attempts.ToString(CultureInfo.InvariantCulture);
-        if (outcome.Response?.UpstreamRequestId is { } upstreamId)
+        if (outcome.Response?.RequestId is { } upstreamId)
         {
             headers["x-upstream-request-id"] = upstreamId;
         }
@@ -300,7 +333,7 @@ internal sealed partial class CompletionHandler(
         {
             if (request.ServedBy is { } deployment)
             {
-                request.Cost = deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(request.Usage.Input, request.Usage.Cached, request.Usage.Output);
+                request.Cost = deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(request.Usage);
                 await limiter.SettleDeploymentAsync(deployment, request.DeploymentAdmission, request.Usage.Input + request.Usage.Output).ConfigureAwait(false);
             }
 

@@ -1,5 +1,7 @@
 using System.Buffers;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
+using ModelGateway.Protocols;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.State;
@@ -18,15 +20,20 @@ internal sealed class GatewayRequest : IDisposable
     private int _bodyLength;
     private readonly int[] _exactTokens = [-1, -1, -1, -1];
 
-    public GatewayRequest(HttpContext httpContext, Operation operation, string requestId, long startTimestamp)
+    public GatewayRequest(HttpContext httpContext, ClientProtocol protocol, Operation operation, string requestId, long startTimestamp)
     {
         HttpContext = httpContext;
+        Protocol = protocol;
         Operation = operation;
         RequestId = requestId;
         StartTimestamp = startTimestamp;
     }
 
     public HttpContext HttpContext { get; }
+
+    /// <summary>The client API the request came through: how it is parsed, and how answers and errors are written.</summary>
+    public ClientProtocol Protocol { get; }
+
     public Operation Operation { get; }
     public string RequestId { get; }
     public long StartTimestamp { get; }
@@ -35,6 +42,11 @@ internal sealed class GatewayRequest : IDisposable
 
     public ReadOnlySpan<byte> Body => _body.AsSpan(0, _bodyLength);
     public ReadOnlyMemory<byte> BodyMemory => _body.AsMemory(0, _bodyLength);
+
+    /// <summary>The request in no provider's wire, built once and only when a deployment that speaks another wire may serve it.</summary>
+    public ChatRequest Canonical => _canonical ??= Protocol.ReadCanonical(this);
+
+    private ChatRequest? _canonical;
 
     public GatewayCatalog Catalog { get; set; } = null!;
     public ModelRoute? Route { get; set; }

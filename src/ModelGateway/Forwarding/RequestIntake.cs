@@ -36,7 +36,7 @@ internal sealed class RequestIntake(RoutingConfigManager config, IOptions<Gatewa
             return ApiError.PayloadTooLarge(_options.MaxRequestBodyBytes);
         }
 
-        if (!RequestParser.TryParse(request.Body, request.Operation, _options.MaxJsonDepth, out request.Info, out var problem))
+        if (!request.Protocol.TryParse(request.Body, request.Operation, _options.MaxJsonDepth, out request.Info, out var problem))
         {
             return ApiError.BadRequest(problem);
         }
@@ -44,7 +44,7 @@ internal sealed class RequestIntake(RoutingConfigManager config, IOptions<Gatewa
         request.Catalog = config.Current;
         if (!TryResolveRoute(request, out var route))
         {
-            return ApiError.ModelNotFound(RequestParser.GetModel(request.Body, request.Info));
+            return ApiError.ModelNotFound(RequestModel.Get(request.Body, request.Info));
         }
 
         request.Route = route;
@@ -71,9 +71,9 @@ internal sealed class RequestIntake(RoutingConfigManager config, IOptions<Gatewa
 
     private static bool TryResolveRoute(GatewayRequest request, out ModelRoute route)
     {
-        Span<char> model = stackalloc char[RequestParser.MaxModelNameLength];
+        Span<char> model = stackalloc char[RequestModel.MaxLength];
         route = null!;
-        return RequestParser.TryGetModel(request.Body, request.Info, model, out var written) && request.Catalog.TryGetRoute(model[..written], out route);
+        return RequestModel.TryCopy(request.Body, request.Info, model, out var written) && request.Catalog.TryGetRoute(model[..written], out route);
     }
 
     private async ValueTask<bool> ReadBodyAsync(GatewayRequest request)

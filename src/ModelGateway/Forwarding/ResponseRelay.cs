@@ -1,7 +1,10 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Text.Encodings.Web;
 using System.Text.Json;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Observability;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -11,11 +14,13 @@ namespace ModelGateway.Forwarding;
 
 /// <summary>
 /// The one place that writes an upstream's answer to the client. Non-streamed bodies go out whole.
-/// Streams go out event by event, flushed after every network read so nothing is held back; the
-/// relay takes usage from the stream (dropping the usage chunk the client did not ask for), ends a
-/// finished stream without waiting for a lagging <c>[DONE]</c>, and never lets a broken stream look
-/// complete: it continues on another deployment when the route allows, or sends an error event and
-/// aborts the connection.
+/// Streams go out event by event, flushed after every network read so nothing is held back. On the
+/// pass-through path the upstream's events are relayed as they are; on the translated path the
+/// provider's decoder is pulled on this loop and the client protocol's encoder writes each canonical
+/// event. Either way the relay takes usage from the stream (dropping the usage chunk the client did
+/// not ask for), ends a finished stream without waiting for a lagging end marker, and never lets a
+/// broken stream look complete: it continues on another deployment when the route allows (in either
+/// mode), or sends an error event and aborts the connection.
 /// </summary>
 internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEstimator tokens, GatewayTracing tracing, TimeProvider timeProvider, GatewayOptions options, ILogger<ResponseRelay> logger)
 {
@@ -40,6 +45,25 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     public async Task WriteBufferedAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken)
     {
         var response = request.HttpContext.Response;
+        if (outcome.Answer is { } answer)
+        {
+            var body = new ArrayBufferWriter<byte>(1024);
+            request.Protocol.WriteResponse(request, answer, outcome.Deployment!.UpstreamModel, timeProvider.GetUtcNow().ToUnixTimeSeconds(), body);
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/json";
+            response.ContentLength = body.WrittenCount;
+            request.FinishReason = answer.Finish;
+            request.Usage = answer.Usage.Reported ? answer.Usage : EstimateUsage(request, outcome.Deployment, System.Text.Encoding.UTF8.GetByteCount(answer.Text), null);
+            if (tracing.CaptureContent)
+            {
+                request.CapturedOutput = answer.Text;
+            }
+
+            await response.Body.WriteAsync(body.WrittenMemory, cancellationToken).ConfigureAwait(false);
+            request.StreamCompleted = true;
+            return;
+        }
+
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = "application/json";
         response.ContentLength = outcome.BodyLength;
@@ -65,6 +89,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         byte[]? originalId = null;
         var rewriteId = false;
+        IStreamEncoder? encoder = null;
 
         using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
         await using var link = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle).ConfigureAwait(false);
@@ -74,15 +99,33 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         {
             while (true)
             {
-                var failure = await PumpAsync(writer, outcome, stream, text, rewriteId ? originalId : null, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
-                if (originalId is null && stream.FirstIdLength > 0)
+                ApiError? failure;
+                if (outcome.Decoder is not null)
                 {
-                    originalId = stream.FirstId;
+                    encoder ??= CreateEncoder(request, outcome, originalId);
+                    failure = await PumpDecodedAsync(writer, outcome, encoder, stream, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                    originalId ??= (encoder as OpenAIStreamEncoder)?.Id is { } id ? JsonLiteral.Encode(id) : null;
+                }
+                else
+                {
+                    failure = await PumpAsync(writer, outcome, stream, text, rewriteId ? originalId : null, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                    if (originalId is null && stream.FirstIdLength > 0)
+                    {
+                        originalId = stream.FirstId;
+                    }
                 }
 
                 if (failure is null)
                 {
-                    writer.Write(DoneEvent);
+                    if (encoder is not null)
+                    {
+                        encoder.Complete(writer);
+                    }
+                    else
+                    {
+                        writer.Write(DoneEvent);
+                    }
+
                     await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
                     request.StreamCompleted = true;
                     break;
@@ -103,7 +146,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 if (next is null)
                 {
-                    await FailStreamAsync(context, failure, timeProvider, options).ConfigureAwait(false);
+                    await FailStreamAsync(context, failure, timeProvider, options, encoder).ConfigureAwait(false);
                     break;
                 }
 
@@ -210,6 +253,103 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         }
     }
 
+    // A translated stream keeps the client's identity across attempts: a continuation of a pass-through
+    // OpenAI stream writes its chunks under the id the client has already seen.
+    private IStreamEncoder CreateEncoder(GatewayRequest request, AttemptOutcome outcome, byte[]? originalId)
+    {
+        var encoder = request.Protocol.CreateEncoder(request, outcome.Deployment!.UpstreamModel, timeProvider.GetUtcNow().ToUnixTimeSeconds());
+        if (encoder is OpenAIStreamEncoder openAI && originalId is not null)
+        {
+            openAI.Id = JsonLiteral.Decode(originalId);
+        }
+
+        return encoder;
+    }
+
+    // Relays canonical events from the provider's decoder through the client's encoder until the
+    // stream ends well (null) or breaks (the error to report).
+    private async ValueTask<ApiError?> PumpDecodedAsync(
+        PipeWriter writer, AttemptOutcome outcome, IStreamEncoder encoder, StreamProgress stream, RawTextCollector? text,
+        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+    {
+        var decoder = outcome.Decoder!;
+        try
+        {
+            // What the attempt read while waiting for its first byte goes out first.
+            foreach (var first in outcome.FirstEvents)
+            {
+                if (Relay(first, writer, encoder, stream, text) is { } failure)
+                {
+                    return failure;
+                }
+            }
+
+            while (true)
+            {
+                while (decoder.TryRead(out var e))
+                {
+                    if (Relay(e, writer, encoder, stream, text) is { } failure)
+                    {
+                        return failure;
+                    }
+                }
+
+                if (decoder.IsComplete || (stream.Finished >= 1 && stream.UsageSeen))
+                {
+                    return stream.Finished >= 1
+                        ? null
+                        : StreamError("The upstream ended the stream before the answer was complete.", "stream_truncated");
+                }
+
+                var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    throw new OperationCanceledException(cancellationToken);
+                }
+
+                // After the finish, only the usage is missing: wait briefly, not a full idle timeout.
+                idle.CancelAfter(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
+                if (!await decoder.FillAsync(idle.Token).ConfigureAwait(false))
+                {
+                    return stream.Finished >= 1
+                        ? null
+                        : StreamError("The upstream closed the stream before the answer was complete.", "stream_truncated");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return stream.Finished >= 1
+                ? null
+                : StreamError($"The upstream sent nothing for {Durations.Format(idleTimeout)}; the answer is incomplete.", "stream_idle_timeout");
+        }
+        catch (InvalidDataException)
+        {
+            return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            return StreamError("The upstream connection broke mid-stream; the answer is incomplete.", "stream_interrupted");
+        }
+    }
+
+    private static ApiError? Relay(in StreamEvent e, PipeWriter writer, IStreamEncoder encoder, StreamProgress stream, RawTextCollector? text)
+    {
+        if (e.Kind == StreamEventKind.Error)
+        {
+            return StreamError("The upstream reported an error mid-stream; the answer is incomplete.", "upstream_error");
+        }
+
+        stream.Observe(e);
+        if (e.Kind == StreamEventKind.TextDelta)
+        {
+            text?.AppendText(e.Utf8.Span);
+        }
+
+        encoder.Write(e, writer);
+        return null;
+    }
+
     private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, byte[]? rewriteId, in ResponseFacts facts)
     {
         writer.Write(DataPrefix);
@@ -233,14 +373,22 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     /// abort, so the response cannot look complete to any client. The pause lets the server's socket
     /// writer send what was flushed; aborting at once would throw the error event away.
     /// </summary>
-    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options)
+    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options, IStreamEncoder? encoder = null)
     {
         if (!context.RequestAborted.IsCancellationRequested)
         {
             var writer = context.Response.BodyWriter;
-            writer.Write(DataPrefix);
-            error.WriteJson(writer);
-            writer.Write(EventEnd);
+            if (encoder is not null)
+            {
+                encoder.Fail(error, writer);
+            }
+            else
+            {
+                writer.Write(DataPrefix);
+                error.WriteJson(writer);
+                writer.Write(EventEnd);
+            }
+
             await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             await Task.Delay(options.StreamAbortGrace, timeProvider, CancellationToken.None).ConfigureAwait(false);
         }
@@ -286,7 +434,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             }
 
             Finished += facts.FinishedChoices;
-            if (facts.FinishReason != Wire.FinishReason.None)
+            if (facts.FinishReason != Canonical.FinishReason.None)
             {
                 FinishReason = facts.FinishReason;
             }
@@ -297,6 +445,31 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             {
                 UsageSeen = true;
                 _reported = facts.Usage;
+            }
+        }
+
+        /// <summary>Tracks a translated stream's canonical events.</summary>
+        public void Observe(in StreamEvent e)
+        {
+            switch (e.Kind)
+            {
+                case StreamEventKind.TextDelta or StreamEventKind.ReasoningDelta or StreamEventKind.ToolCallDelta:
+                    Events++;
+                    _outputBytes += e.Utf8.Length;
+                    break;
+                case StreamEventKind.ToolCallStart:
+                    Events++;
+                    SawToolCalls = true;
+                    break;
+                case StreamEventKind.Finish:
+                    Events++;
+                    Finished++;
+                    FinishReason = e.Finish;
+                    break;
+                case StreamEventKind.Usage:
+                    UsageSeen = true;
+                    _reported = e.Usage;
+                    break;
             }
         }
 
@@ -324,9 +497,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 };
             }
 
-            Usage.Input += part.Input;
-            Usage.Output += part.Output;
-            Usage.Cached += part.Cached;
+            Usage.Add(part);
             Usage.Reported = !_anyCounted;
         }
 
@@ -356,6 +527,23 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             if (!reader.HasValueSequence)
             {
                 _raw.Write(reader.ValueSpan);
+            }
+        }
+
+        /// <summary>Appends unescaped UTF-8 text (a translated stream's delta), escaping it as JSON.</summary>
+        public void AppendText(ReadOnlySpan<byte> utf8)
+        {
+            while (!utf8.IsEmpty)
+            {
+                var destination = _raw.GetSpan(Math.Max(64, utf8.Length * 2));
+                var status = JavaScriptEncoder.UnsafeRelaxedJsonEscaping.EncodeUtf8(utf8, destination, out var consumed, out var written);
+                _raw.Advance(written);
+                utf8 = utf8[consumed..];
+                if (status == OperationStatus.InvalidData)
+                {
+                    // A broken UTF-8 sequence is dropped rather than corrupting the prefill's JSON.
+                    utf8 = utf8.Length > 0 ? utf8[1..] : utf8;
+                }
             }
         }
 

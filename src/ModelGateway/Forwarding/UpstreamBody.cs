@@ -29,6 +29,18 @@ internal sealed class SplicedBody
 
     public long Length { get; }
 
+    /// <summary>A body written whole by a request mapper (the translated path).</summary>
+    public static SplicedBody Whole(byte[] body) => new(body, [], 0);
+
+    /// <summary>Feeds every byte of the body to <paramref name="sink"/>, segment by segment (for signatures).</summary>
+    public void CopyTo(Action<ReadOnlySpan<byte>> sink)
+    {
+        for (var i = 0; i < SegmentCount; i++)
+        {
+            sink(Segment(i).Span);
+        }
+    }
+
     /// <summary>A fresh read-only stream over the edited body; one per attempt, since a failover re-sends it.</summary>
     public Stream OpenRead() => new SegmentStream(this);
 
@@ -120,6 +132,17 @@ internal static class UpstreamBody
     private static readonly ReadOnlyMemory<byte> ContinueFlags = "\"continue_final_message\":true,\"add_generation_prompt\":false,"u8.ToArray();
     private static readonly ReadOnlyMemory<byte> AssistantPrefix = ",{\"role\":\"assistant\",\"content\":"u8.ToArray();
     private static readonly ReadOnlyMemory<byte> ObjectEnd = "}"u8.ToArray();
+
+    /// <summary>The client's body with only <c>model</c> replaced: the pass-through of every other wire.</summary>
+    public static SplicedBody SpliceModel(UpstreamRequest call)
+    {
+        var request = call.Request;
+        ref readonly var info = ref request.Info;
+        var upstreamModel = call.Deployment.UpstreamModelJson;
+        return request.Body.Slice(info.ModelStart, info.ModelLength).SequenceEqual(upstreamModel)
+            ? new SplicedBody(request.BodyMemory, [], 0)
+            : new SplicedBody(request.BodyMemory, [new BodyEdit(info.ModelStart, info.ModelLength, upstreamModel)], 1);
+    }
 
     public static SplicedBody ForOpenAI(UpstreamRequest call)
     {

@@ -1,9 +1,6 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Http.Features;
-using ModelGateway.Configuration;
 using ModelGateway.Providers;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -17,7 +14,7 @@ namespace ModelGateway.Forwarding;
 /// Each attempt runs on its own lightweight <see cref="HttpContext"/>: concurrent hedged attempts
 /// never touch the client's response, which stays untouched until an attempt wins.
 /// </summary>
-internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider timeProvider)
+internal sealed class UpstreamForwarder(IHttpForwarder forwarder)
 {
     private static readonly ForwarderRequestConfig RequestConfig = new()
     {
@@ -34,10 +31,11 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
         Uri destination,
         SplicedBody body,
         KeyValuePair<string, string>[] headers,
+        IRequestSigner? signer,
         CancellationToken cancellationToken)
     {
         var attemptContext = CreateAttemptContext(request, body);
-        var transformer = new AttemptTransformer(destination, headers, request.RequestId, timeProvider);
+        var transformer = new AttemptTransformer(destination, headers, request.RequestId, body, signer);
         var error = await forwarder.SendAsync(attemptContext, destinationPrefix, invoker, RequestConfig, transformer, cancellationToken).ConfigureAwait(false);
         if (transformer.Response is { } response)
         {
@@ -53,7 +51,7 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
             // it on a new connection but YARP's request content can be read only once. The server never
             // saw it, so sending it again ourselves is safe, and it is not the deployment's fault.
             attemptContext = CreateAttemptContext(request, body);
-            transformer = new AttemptTransformer(destination, headers, request.RequestId, timeProvider);
+            transformer = new AttemptTransformer(destination, headers, request.RequestId, body, signer);
             error = await forwarder.SendAsync(attemptContext, destinationPrefix, invoker, RequestConfig, transformer, cancellationToken).ConfigureAwait(false);
             if (transformer.Response is { } resent)
             {
@@ -121,8 +119,8 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
         return context;
     }
 
-    /// <summary>Per-attempt transformer: sets the destination and credential, then takes the response over.</summary>
-    private sealed class AttemptTransformer(Uri destination, KeyValuePair<string, string>[] headers, string requestId, TimeProvider timeProvider)
+    /// <summary>Per-attempt transformer: sets the destination and credential (or signs), then takes the response over.</summary>
+    private sealed class AttemptTransformer(Uri destination, KeyValuePair<string, string>[] headers, string requestId, SplicedBody body, IRequestSigner? signer)
         : HttpTransformer
     {
         public UpstreamResponse? Response { get; private set; }
@@ -135,7 +133,15 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
             proxyRequest.Headers.TryAddWithoutValidation("x-request-id", requestId);
             foreach (var header in headers)
             {
+                // The provider's own value wins over one the client sent (anthropic-version, say).
+                proxyRequest.Headers.Remove(header.Key);
                 proxyRequest.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+
+            if (signer is not null)
+            {
+                // Last, so the signature covers every header and the exact body that will be sent.
+                await signer.SignAsync(proxyRequest, body, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -144,65 +150,13 @@ internal sealed class UpstreamForwarder(IHttpForwarder forwarder, TimeProvider t
             if (proxyResponse is not null)
             {
                 // Take the body before YARP disposes the message: returning false tells YARP to copy nothing.
-                var body = proxyResponse.Content;
+                var content = proxyResponse.Content;
                 proxyResponse.Content = null;
-                Response = UpstreamResponse.FromHttp(
-                    (int)proxyResponse.StatusCode,
-                    body.Headers.ContentType?.MediaType,
-                    ReadRetryAfter(proxyResponse, timeProvider),
-                    FirstValue(proxyResponse.Headers, "x-request-id") ?? FirstValue(proxyResponse.Headers, "apim-request-id"),
-                    body);
+                Response = UpstreamResponse.FromHttp((int)proxyResponse.StatusCode, content.Headers.ContentType?.MediaType, proxyResponse.Headers, content);
             }
 
             return new ValueTask<bool>(false);
         }
-    }
-
-    private static string? FirstValue(HttpResponseHeaders headers, string name)
-        => headers.NonValidated.TryGetValues(name, out var values) && values.Count > 0 ? values.ToString() : null;
-
-    /// <summary>retry-after-ms (OpenAI, Azure) wins over retry-after (seconds or a date), then the rate-limit reset hints.</summary>
-    internal static TimeSpan? ReadRetryAfter(HttpResponseMessage response, TimeProvider timeProvider)
-    {
-        var headers = response.Headers;
-        if (FirstValue(headers, "retry-after-ms") is { } ms && double.TryParse(ms, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds) && milliseconds >= 0)
-        {
-            return TimeSpan.FromMilliseconds(milliseconds);
-        }
-
-        if (FirstValue(headers, "retry-after") is { } retryAfter)
-        {
-            if (double.TryParse(retryAfter, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds >= 0)
-            {
-                return TimeSpan.FromSeconds(seconds);
-            }
-
-            if (DateTimeOffset.TryParse(retryAfter, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var date))
-            {
-                var wait = date - timeProvider.GetUtcNow();
-                return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
-            }
-        }
-
-        if (response.StatusCode == HttpStatusCode.TooManyRequests)
-        {
-            var requests = FirstValue(headers, "x-ratelimit-reset-requests");
-            var tokens = FirstValue(headers, "x-ratelimit-reset-tokens");
-            TimeSpan? best = null;
-            if (Durations.TryParse(requests, out var r))
-            {
-                best = r;
-            }
-
-            if (Durations.TryParse(tokens, out var t) && (best is null || t > best))
-            {
-                best = t;
-            }
-
-            return best;
-        }
-
-        return null;
     }
 }
 

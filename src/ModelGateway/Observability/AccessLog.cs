@@ -33,7 +33,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
             request.Info.Stream,
             request.Usage.Input,
             request.Usage.Output,
-            request.Usage.Cached,
+            request.Usage.CacheRead,
             request.Usage.Reported,
             Math.Round(request.Cost, 8),
             Math.Round(elapsedMs, 2),

@@ -186,7 +186,7 @@ internal sealed class GatewayMetrics
         }
 
         var operation = Operation(request.Operation);
-        var system = ProviderName(deployment.Provider.Kind);
+        var system = deployment.Provider.Factory.SemanticName;
         if (_duration.Enabled)
         {
             var tags = new TagList
@@ -287,15 +287,6 @@ internal sealed class GatewayMetrics
         Wire.Operation.ChatCompletions => "chat",
         Wire.Operation.Completions => "text_completion",
         _ => "embeddings",
-    };
-
-    /// <summary>The GenAI semantic-convention provider name.</summary>
-    public static string ProviderName(ProviderKind kind) => kind switch
-    {
-        ProviderKind.OpenAI => "openai",
-        ProviderKind.AzureOpenAI => "azure.ai.openai",
-        ProviderKind.Simulated => "modelgateway.simulated",
-        _ => "openai_compatible",
     };
 
     private static string Tier(DeploymentTier tier) => tier switch

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Resilience;
-using ModelGateway.Wire;
 
 namespace ModelGateway.Observability;
 
@@ -38,7 +38,7 @@ internal sealed class GatewayTracing(IOptions<ObservabilityOptions> options)
         }
 
         activity.SetTag("gen_ai.operation.name", operation);
-        activity.SetTag("gen_ai.provider.name", GatewayMetrics.ProviderName(deployment.Provider.Kind));
+        activity.SetTag("gen_ai.provider.name", deployment.Provider.Factory.SemanticName);
         activity.SetTag("gen_ai.request.model", deployment.UpstreamModel);
         if (request.Info.MaxTokens is { } maxTokens)
         {

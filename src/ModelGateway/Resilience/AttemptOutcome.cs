@@ -1,5 +1,7 @@
 using System.Buffers;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
 using ModelGateway.Wire;
 
@@ -42,8 +44,9 @@ internal enum AttemptFailure
 }
 
 /// <summary>
-/// The result of one attempt. On success it owns the open upstream body (a stream whose first
-/// event is already read, or a whole buffered JSON body) until the relay has sent it on.
+/// The result of one attempt. On success it owns the open upstream answer until the relay has sent it
+/// on: a pass-through stream whose first event is already read, or a whole pass-through body; or,
+/// translated, a decoder positioned on its first content event, or a whole canonical answer.
 /// </summary>
 internal sealed class AttemptOutcome : IAsyncDisposable
 {
@@ -64,8 +67,19 @@ internal sealed class AttemptOutcome : IAsyncDisposable
 
     public UpstreamResponse? Response { get; private init; }
 
-    /// <summary>Streams: the reader, positioned on the first event.</summary>
+    /// <summary>Pass-through streams: the reader, positioned on the first event.</summary>
     public SseReader? Events { get; private init; }
+
+    /// <summary>Translated streams: the decoder; <see cref="FirstEvents"/> holds what it has decoded so far.</summary>
+    public IStreamDecoder? Decoder { get; private init; }
+
+    /// <summary>Translated streams: the events decoded before and including the first content event, in order.</summary>
+    public StreamEvent[] FirstEvents { get; private init; } = [];
+
+    /// <summary>Translated non-streamed answers.</summary>
+    public ChatResponse? Answer { get; private init; }
+
+    public bool IsStream => Events is not null || Decoder is not null;
 
     /// <summary>What the first event (streams) or the whole body (non-streams) said.</summary>
     public ResponseFacts Facts;
@@ -96,6 +110,31 @@ internal sealed class AttemptOutcome : IAsyncDisposable
     public static AttemptOutcome Streamed(Deployment deployment, UpstreamResponse response, SseReader events, in ResponseFacts facts, long startedAt, long firstByteAt)
         => new() { Deployment = deployment, Response = response, Events = events, Facts = facts, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
 
+    public static AttemptOutcome Decoded(Deployment deployment, UpstreamResponse response, IStreamDecoder decoder, StreamEvent[] firstEvents, long startedAt, long firstByteAt)
+        => new() { Deployment = deployment, Response = response, Decoder = decoder, FirstEvents = firstEvents, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
+
+    public static AttemptOutcome Translated(Deployment deployment, UpstreamResponse response, ChatResponse answer, long startedAt, long firstByteAt)
+        => new() { Deployment = deployment, Response = response, Answer = answer, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
+
+    /// <summary>The attempt failed with an error the provider's adapter classified.</summary>
+    public static AttemptOutcome FromUpstream(Deployment deployment, UpstreamError error, long startedAt) => Failed(
+        deployment,
+        error.Kind switch
+        {
+            UpstreamErrorKind.RateLimited => AttemptFailure.RateLimited,
+            UpstreamErrorKind.ContextLength => AttemptFailure.ContextLength,
+            UpstreamErrorKind.ContentFilter => AttemptFailure.ContentFilter,
+            UpstreamErrorKind.Misconfigured => AttemptFailure.Misconfigured,
+            UpstreamErrorKind.ClientError => AttemptFailure.ClientError,
+            UpstreamErrorKind.BadResponse => AttemptFailure.BadResponse,
+            _ => AttemptFailure.ServerError,
+        },
+        error.Error,
+        error.Detail,
+        error.Status,
+        error.RetryAfter,
+        startedAt);
+
     public static AttemptOutcome Buffered(Deployment deployment, UpstreamResponse response, byte[] body, int length, in ResponseFacts facts, long startedAt, long firstByteAt)
         => new() { Deployment = deployment, Response = response, _body = body, BodyLength = length, Facts = facts, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
 
@@ -116,6 +155,7 @@ internal sealed class AttemptOutcome : IAsyncDisposable
         }
 
         Events?.Dispose();
+        Decoder?.Dispose();
         if (Response is not null)
         {
             await Response.DisposeAsync().ConfigureAwait(false);

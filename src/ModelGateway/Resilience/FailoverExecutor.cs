@@ -1,11 +1,12 @@
 using System.Buffers;
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Observability;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
+using ModelGateway.Providers.OpenAI;
 using ModelGateway.Routing;
 using ModelGateway.State;
 using ModelGateway.Wire;
@@ -154,7 +155,7 @@ internal sealed partial class FailoverExecutor
             {
                 var timeout = FirstByteTimeout(request, deployment);
                 context.Properties.Set(DeploymentCircuit.AttemptTimeout, timeout);
-                var call = new UpstreamRequest(request, deployment) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
+                var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
                 var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
                 if (outcome is { IsSuccess: true })
                 {
@@ -214,7 +215,7 @@ internal sealed partial class FailoverExecutor
             }
 
             context.Properties.Set(DeploymentCircuit.AttemptTimeout, FirstByteTimeout(request, deployment));
-            var call = new UpstreamRequest(request, deployment) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
+            var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
             var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
             if (outcome is null)
             {
@@ -327,13 +328,13 @@ internal sealed partial class FailoverExecutor
     {
         var cancellationToken = context.CancellationToken;
         var deployment = call.Deployment;
-        var request = call.Request;
+        var adapter = deployment.Provider.Adapter;
         deployment.State.Enter();
         UpstreamResponse? response = null;
         var handedOver = false;
         try
         {
-            response = await deployment.Provider.Client.SendAsync(call, cancellationToken).ConfigureAwait(false);
+            response = await adapter.SendAsync(call, cancellationToken).ConfigureAwait(false);
             if (response.Failure != TransportFailure.None)
             {
                 return Outcome.FromResult(response.Failure == TransportFailure.Timeout
@@ -344,42 +345,15 @@ internal sealed partial class FailoverExecutor
             var status = response.StatusCode;
             if (status is < 200 or > 299)
             {
-                return Outcome.FromResult(await ClassifyErrorAsync(deployment, response, started, cancellationToken).ConfigureAwait(false));
+                return Outcome.FromResult(await ClassifyErrorAsync(call, response, started, cancellationToken).ConfigureAwait(false));
             }
 
             var body = await response.GetBodyAsync(cancellationToken).ConfigureAwait(false);
-            if (request.Info.Stream && response.IsEventStream)
-            {
-                var events = new SseReader(body, _options.MaxUpstreamEventBytes);
-                var first = await ReadFirstEventAsync(events, cancellationToken).ConfigureAwait(false);
-                if (first.Failure is { } failure)
-                {
-                    events.Dispose();
-                    return Outcome.FromResult(AttemptOutcome.Failed(deployment, failure, first.Error!, first.Detail!, status, startedAt: started));
-                }
-
-                handedOver = true;
-                return Outcome.FromResult(AttemptOutcome.Streamed(deployment, response, events, first.Facts, started, _timeProvider.GetTimestamp()));
-            }
-
-            var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
-            if (!ResponseInspector.TryInspect(buffer.AsSpan(0, length), out var facts) || (request.Info.Stream && !facts.IsError))
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-                var detail = request.Info.Stream ? "a stream was asked for but the answer was not an event stream" : "the body is not valid JSON";
-                return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
-                    ApiError.BadGateway("The deployment returned a response the gateway could not read.", "bad_upstream_response"), detail, status, startedAt: started));
-            }
-
-            if (facts.IsError)
-            {
-                var error = ParseError(buffer.AsSpan(0, length), 502, deployment);
-                ArrayPool<byte>.Shared.Return(buffer);
-                return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ServerError, error with { Status = 502 }, "error object in a 2xx body", status, startedAt: started));
-            }
-
-            handedOver = true;
-            return Outcome.FromResult(AttemptOutcome.Buffered(deployment, response, buffer, length, facts, started, _timeProvider.GetTimestamp()));
+            var outcome = call.PassThrough
+                ? await PassThroughAsync(call, response, body, started, cancellationToken).ConfigureAwait(false)
+                : await TranslateAsync(call, response, body, started, cancellationToken).ConfigureAwait(false);
+            handedOver = outcome.IsSuccess;
+            return Outcome.FromResult(outcome);
         }
         catch (InvalidDataException ex)
         {
@@ -399,6 +373,123 @@ internal sealed partial class FailoverExecutor
                 {
                     await response.DisposeAsync().ConfigureAwait(false);
                 }
+            }
+        }
+    }
+
+    // The client speaks the provider's wire: its events or body go on as they are, inspected on the way.
+    private async ValueTask<AttemptOutcome> PassThroughAsync(UpstreamRequest call, UpstreamResponse response, Stream body, long started, CancellationToken cancellationToken)
+    {
+        var deployment = call.Deployment;
+        var status = response.StatusCode;
+        if (call.Stream && response.IsEventStream)
+        {
+            var events = new SseReader(body, _options.MaxUpstreamEventBytes);
+            var first = await ReadFirstEventAsync(events, cancellationToken).ConfigureAwait(false);
+            if (first.Failure is { } failure)
+            {
+                events.Dispose();
+                return AttemptOutcome.Failed(deployment, failure, first.Error!, first.Detail!, status, startedAt: started);
+            }
+
+            return AttemptOutcome.Streamed(deployment, response, events, first.Facts, started, _timeProvider.GetTimestamp());
+        }
+
+        var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
+        if (!ResponseInspector.TryInspect(buffer.AsSpan(0, length), out var facts) || (call.Stream && !facts.IsError))
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            var detail = call.Stream ? "a stream was asked for but the answer was not an event stream" : "the body is not valid JSON";
+            return AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
+                ApiError.BadGateway("The deployment returned a response the gateway could not read.", "bad_upstream_response"), detail, status, startedAt: started);
+        }
+
+        if (facts.IsError)
+        {
+            var error = OpenAIErrors.InBand(buffer.AsSpan(0, length), deployment);
+            ArrayPool<byte>.Shared.Return(buffer);
+            return AttemptOutcome.FromUpstream(deployment, error, started);
+        }
+
+        return AttemptOutcome.Buffered(deployment, response, buffer, length, facts, started, _timeProvider.GetTimestamp());
+    }
+
+    // The provider speaks another wire: its answer is decoded into canonical events (streams) or a canonical answer.
+    private async ValueTask<AttemptOutcome> TranslateAsync(UpstreamRequest call, UpstreamResponse response, Stream body, long started, CancellationToken cancellationToken)
+    {
+        var deployment = call.Deployment;
+        var adapter = deployment.Provider.Adapter;
+        if (call.Stream)
+        {
+            if (!response.IsEventStream)
+            {
+                return AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
+                    ApiError.BadGateway("The deployment returned a response the gateway could not read.", "bad_upstream_response"),
+                    "a stream was asked for but the answer was not an event stream", response.StatusCode, startedAt: started);
+            }
+
+            var decoder = adapter.OpenStream(body, call);
+            try
+            {
+                var (events, failure) = await ReadFirstContentAsync(decoder, call, started, cancellationToken).ConfigureAwait(false);
+                if (failure is not null)
+                {
+                    decoder.Dispose();
+                    return failure;
+                }
+
+                return AttemptOutcome.Decoded(deployment, response, decoder, events, started, _timeProvider.GetTimestamp());
+            }
+            catch
+            {
+                decoder.Dispose();
+                throw;
+            }
+        }
+
+        var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var answer = adapter.ParseResponse(buffer.AsSpan(0, length), call, out var error);
+            return error is not null
+                ? AttemptOutcome.FromUpstream(deployment, error, started)
+                : AttemptOutcome.Translated(deployment, response, answer, started, _timeProvider.GetTimestamp());
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException("the body is not valid JSON: " + ex.Message, ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // Reads canonical events until the first one the client would see: errors before it still fail over.
+    private async ValueTask<(StreamEvent[] Events, AttemptOutcome? Failure)> ReadFirstContentAsync(IStreamDecoder decoder, UpstreamRequest call, long started, CancellationToken cancellationToken)
+    {
+        var deployment = call.Deployment;
+        var events = new List<StreamEvent>(4);
+        while (true)
+        {
+            while (decoder.TryRead(out var e))
+            {
+                if (e.Kind == StreamEventKind.Error)
+                {
+                    return ([], AttemptOutcome.FromUpstream(deployment, e.Error!, started));
+                }
+
+                events.Add(e);
+                if (e.IsContent)
+                {
+                    return ([.. events], null);
+                }
+            }
+
+            if (decoder.IsComplete || !await decoder.FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return ([], AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
+                    ApiError.BadGateway("The deployment closed the stream before sending anything.", "bad_upstream_response"), "stream ended before its first event", 200, startedAt: started));
             }
         }
     }
@@ -425,9 +516,10 @@ internal sealed partial class FailoverExecutor
         return new(facts, null, null, null);
     }
 
-    private async ValueTask<AttemptOutcome> ClassifyErrorAsync(Deployment deployment, UpstreamResponse response, long started, CancellationToken cancellationToken)
+    // A non-2xx answer: the provider's adapter says what it means; a rate limit cools the deployment down.
+    private async ValueTask<AttemptOutcome> ClassifyErrorAsync(UpstreamRequest call, UpstreamResponse response, long started, CancellationToken cancellationToken)
     {
-        var status = response.StatusCode;
+        var deployment = call.Deployment;
         byte[]? buffer = null;
         var length = 0;
         try
@@ -440,142 +532,26 @@ internal sealed partial class FailoverExecutor
             // The status alone is enough to decide.
         }
 
-        var span = buffer is null ? default : buffer.AsSpan(0, length);
-        var parsed = ParseError(span, status, deployment);
-        if (buffer is not null)
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-
-        var detail = string.Create(CultureInfo.InvariantCulture, $"HTTP {status}: {Truncate(parsed.Message, 200)}");
-        switch (status)
-        {
-            case 429:
-                var wait = response.RetryAfter ?? (parsed.Code == "insufficient_quota" ? TimeSpan.FromMinutes(5) : TimeSpan.FromSeconds(1));
-                deployment.State.CoolDown(wait);
-                return AttemptOutcome.Failed(deployment, AttemptFailure.RateLimited,
-                    ApiError.RateLimited("Every deployment of this model is rate limited by its provider.", wait), detail, status, wait, started);
-            case 408 or >= 500:
-                return AttemptOutcome.Failed(deployment, AttemptFailure.ServerError,
-                    status == 504 ? ApiError.GatewayTimeout("The deployment timed out.") : ApiError.BadGateway("The deployment failed to answer."), detail, status, response.RetryAfter, started);
-            case 401 or 403 or 404:
-                // The gateway's own credential or deployment name is wrong: not the client's fault, so not a 401 for them.
-                return AttemptOutcome.Failed(deployment, AttemptFailure.Misconfigured,
-                    ApiError.BadGateway("The gateway is not configured correctly for this deployment.", "upstream_misconfigured"), detail, status, null, started);
-        }
-
-        if (IsContextLength(parsed))
-        {
-            return AttemptOutcome.Failed(deployment, AttemptFailure.ContextLength, parsed with { Status = 400, Code = "context_length_exceeded" }, detail, status, null, started);
-        }
-
-        if (IsContentFilter(parsed))
-        {
-            return AttemptOutcome.Failed(deployment, AttemptFailure.ContentFilter, parsed with { Status = 400, Code = "content_filter" }, detail, status, null, started);
-        }
-
-        return AttemptOutcome.Failed(deployment, AttemptFailure.ClientError, parsed, detail, status, null, started);
-    }
-
-    private static bool IsContextLength(ApiError error)
-        => error.Code is "context_length_exceeded" or "string_above_max_length"
-           || error.Message.Contains("maximum context length", StringComparison.OrdinalIgnoreCase)
-           || error.Message.Contains("context window", StringComparison.OrdinalIgnoreCase);
-
-    private static bool IsContentFilter(ApiError error)
-        => error.Code is "content_filter" or "content_policy_violation" or "ResponsibleAIPolicyViolation"
-           || error.Message.Contains("content management policy", StringComparison.OrdinalIgnoreCase);
-
-    /// <summary>Reads an OpenAI or Azure error body into our shape, scrubbing anything that looks like a key.</summary>
-    internal static ApiError ParseError(ReadOnlySpan<byte> body, int status, Deployment deployment)
-    {
-        string? message = null;
-        string? type = null;
-        string? code = null;
-        string? param = null;
+        UpstreamError error;
         try
         {
-            var reader = new Utf8JsonReader(body);
-            if (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+            error = deployment.Provider.Adapter.Classify(response, buffer is null ? default : buffer.AsSpan(0, length), deployment);
+        }
+        finally
+        {
+            if (buffer is not null)
             {
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    if (!reader.ValueTextEquals("error"u8))
-                    {
-                        reader.Read();
-                        reader.Skip();
-                        continue;
-                    }
-
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.String)
-                    {
-                        message = reader.GetString();
-                        continue;
-                    }
-
-                    if (reader.TokenType != JsonTokenType.StartObject)
-                    {
-                        reader.Skip();
-                        continue;
-                    }
-
-                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                    {
-                        var name = reader.GetString();
-                        reader.Read();
-                        var value = reader.TokenType switch
-                        {
-                            JsonTokenType.String => reader.GetString(),
-                            JsonTokenType.Number => reader.GetInt64().ToString(CultureInfo.InvariantCulture),
-                            _ => null,
-                        };
-                        if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
-                        {
-                            reader.Skip();
-                        }
-
-                        switch (name)
-                        {
-                            case "message": message = value; break;
-                            case "type": type = value; break;
-                            case "code": code = value; break;
-                            case "param": param = value; break;
-                        }
-                    }
-                }
+                ArrayPool<byte>.Shared.Return(buffer);
             }
         }
-        catch (JsonException)
+
+        if (error.Kind == UpstreamErrorKind.RateLimited)
         {
-            message = null;
+            deployment.State.CoolDown(error.RetryAfter ?? TimeSpan.FromSeconds(1));
         }
 
-        message = message is null ? $"The deployment answered with HTTP {status}." : Scrub(message, deployment);
-        type ??= status switch
-        {
-            429 => "requests",
-            >= 500 => "server_error",
-            _ => "invalid_request_error",
-        };
-        return new ApiError(status, message, type, code, param);
+        return AttemptOutcome.FromUpstream(deployment, error, started);
     }
-
-    /// <summary>Removes the deployment's credential and anything shaped like an API key from upstream text.</summary>
-    internal static string Scrub(string text, Deployment deployment)
-    {
-        if (deployment.Provider.ApiKey is { Value.Length: > 0 } key && text.Contains(key.Value, StringComparison.Ordinal))
-        {
-            text = text.Replace(key.Value, "***", StringComparison.Ordinal);
-        }
-
-        return KeyPattern().Replace(text, "***");
-    }
-
-    [GeneratedRegex(@"\b(sk|rk|pk|sess)-[A-Za-z0-9_\-*]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|\b[0-9a-f]{32}\b")]
-    private static partial Regex KeyPattern();
-
-    private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max] + "…";
 
     /// <summary>Reads a whole body into a pooled buffer. Past <paramref name="limit"/> it throws, or cuts when <paramref name="truncate"/> is set.</summary>
     internal static async ValueTask<(byte[] Buffer, int Length)> ReadAllAsync(Stream stream, int limit, CancellationToken cancellationToken, bool truncate = false)

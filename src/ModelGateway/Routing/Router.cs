@@ -288,7 +288,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
 
     /// <summary>USD for this request; a self-hosted deployment priced by the hour costs nothing more per request while it has room.</summary>
     public static double EstimateCost(Deployment deployment, long inputTokens, long outputTokens)
-        => deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(inputTokens, 0, outputTokens);
+        => deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(inputTokens, outputTokens);
 
     /// <summary>EWMA time to first token for streams, total duration otherwise; NaN when unknown or stale.</summary>
     public static double Latency(Deployment deployment, bool stream, long now)

@@ -67,7 +67,7 @@ internal sealed class UsageTotals
             }
 
             InputTokens += request.Usage.Input;
-            CachedTokens += request.Usage.Cached;
+            CachedTokens += request.Usage.CacheRead;
             OutputTokens += request.Usage.Output;
             CostUsd += request.Cost;
             LatencyMs += elapsed.TotalMilliseconds;

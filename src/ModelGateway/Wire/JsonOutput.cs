@@ -10,3 +10,8 @@ internal static class JsonOutput
 
     public static readonly JsonWriterOptions Indented = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = true };
 }
+
+/// <summary>Source-generated metadata for the few plain values the wire code serializes.</summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(JsonElement))]
+internal sealed partial class WireJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

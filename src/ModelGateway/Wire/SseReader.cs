@@ -25,6 +25,8 @@ internal sealed class SseReader : IDisposable
     private int _dataStart;
     private int _dataLength;
     private bool _dataIsJoined;
+    private int _eventStart;
+    private int _eventLength;
 
     public SseReader(Stream source, int maxEventBytes)
     {
@@ -38,6 +40,9 @@ internal sealed class SseReader : IDisposable
 
     /// <summary>The current event's data as memory, for writes that cross an await.</summary>
     public ReadOnlyMemory<byte> DataMemory => _dataIsJoined ? _joined.AsMemory(0, _dataLength) : _buffer.AsMemory(_dataStart, _dataLength);
+
+    /// <summary>The current event's <c>event:</c> name (Anthropic and Responses streams name every event), or empty.</summary>
+    public ReadOnlySpan<byte> EventName => _buffer.AsSpan(_eventStart, _eventLength);
 
     public bool IsDone => Data.SequenceEqual(DoneMarker);
 
@@ -53,6 +58,7 @@ internal sealed class SseReader : IDisposable
         var hasData = false;
         _dataIsJoined = false;
         _dataLength = 0;
+        _eventLength = 0;
         var joinedLength = 0;
         while (true)
         {
@@ -84,7 +90,8 @@ internal sealed class SseReader : IDisposable
                     return true;
                 }
 
-                // A blank line after only comments or unknown fields: nothing to dispatch.
+                // A blank line after only comments or unknown fields: nothing to dispatch, and a lone event name is forgotten.
+                _eventLength = 0;
                 continue;
             }
 
@@ -95,15 +102,21 @@ internal sealed class SseReader : IDisposable
 
             var colon = line.IndexOf((byte)':');
             var field = colon < 0 ? line : line[..colon];
-            if (!field.SequenceEqual("data"u8))
-            {
-                continue;
-            }
-
             var valueOffset = colon < 0 ? line.Length : colon + 1;
             if (valueOffset < line.Length && line[valueOffset] == (byte)' ')
             {
                 valueOffset++;
+            }
+
+            if (!field.SequenceEqual("data"u8))
+            {
+                if (field.SequenceEqual("event"u8))
+                {
+                    _eventStart = lineStart + valueOffset;
+                    _eventLength = line.Length - valueOffset;
+                }
+
+                continue;
             }
 
             var value = line[valueOffset..];

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using ModelGateway.Forwarding;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
 using ModelGateway.Tests.Infrastructure;
 using ModelGateway.Wire;
@@ -14,13 +15,13 @@ public sealed class UpstreamBodyTests
     private static string Build(string json, bool askUsage = false, string upstreamModel = "upstream-id", string? prefill = null)
     {
         var bytes = Encoding.UTF8.GetBytes(json);
-        var request = new GatewayRequest(new DefaultHttpContext(), Operation.ChatCompletions, "req", 0);
+        var request = new GatewayRequest(new DefaultHttpContext(), OpenAIChatProtocol.Instance, Operation.ChatCompletions, "req", 0);
         var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(bytes.Length);
         bytes.CopyTo(rented, 0);
         request.SetBody(rented, bytes.Length);
         Assert.True(RequestParser.TryParse(request.Body, Operation.ChatCompletions, 64, out request.Info, out _));
         var deployment = TestDeployments.Create("d", upstreamModel);
-        var call = new UpstreamRequest(request, deployment)
+        var call = new UpstreamRequest(request, deployment, passThrough: true)
         {
             AskForStreamUsage = askUsage,
             PrefillJson = prefill is null ? default : JsonSerializer.SerializeToUtf8Bytes(prefill),

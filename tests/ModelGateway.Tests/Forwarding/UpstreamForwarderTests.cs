@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using ModelGateway.FakeUpstream;
 using ModelGateway.Forwarding;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
 using ModelGateway.Wire;
 using Yarp.ReverseProxy.Forwarder;
@@ -63,11 +64,11 @@ public sealed class UpstreamForwarderTests : IAsyncLifetime
     {
         destination ??= new Uri(_upstream.BaseUri, "v1/chat/completions");
         var bytes = Encoding.UTF8.GetBytes(Body);
-        var request = new GatewayRequest(new DefaultHttpContext(), Operation.ChatCompletions, "req_test", 0);
+        var request = new GatewayRequest(new DefaultHttpContext(), OpenAIChatProtocol.Instance, Operation.ChatCompletions, "req_test", 0);
         request.SetBody(bytes, bytes.Length);
-        var forwarder = new UpstreamForwarder(_services.GetRequiredService<IHttpForwarder>(), TimeProvider.System);
+        var forwarder = new UpstreamForwarder(_services.GetRequiredService<IHttpForwarder>());
         return await forwarder.SendAsync(
-            request, invoker, destination.GetLeftPart(UriPartial.Authority), destination, new SplicedBody(bytes, [], 0), [], CancellationToken.None);
+            request, invoker, destination.GetLeftPart(UriPartial.Authority), destination, new SplicedBody(bytes, [], 0), [], signer: null, CancellationToken.None);
     }
 
     private sealed class FailsEveryRequest : DelegatingHandler

@@ -34,12 +34,11 @@ internal static class TestDeployments
         var provider = new ProviderEndpoint
         {
             Name = name + "-provider",
-            Kind = ProviderKind.OpenAICompatible,
-            KindName = "openai-compatible",
+            Kind = "openai-compatible",
+            Factory = new ModelGateway.Providers.OpenAI.OpenAICompatibleFactory(null!),
             Tier = tier,
             BaseUri = new Uri("http://127.0.0.1:1/v1"),
             ApiKey = null,
-            ApiVersion = null,
             Region = region,
             Tags = tags ?? [],
             ExtraHeaders = [],

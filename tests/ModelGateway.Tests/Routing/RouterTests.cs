@@ -6,6 +6,7 @@ using ModelGateway.Forwarding;
 using ModelGateway.Routing;
 using ModelGateway.State;
 using ModelGateway.Tests.Infrastructure;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Wire;
 
 namespace ModelGateway.Tests.Routing;
@@ -49,7 +50,7 @@ public sealed class RouterTests
     {
         body ??= """{"model":"route","messages":[{"role":"user","content":"Hello there"}]}""";
         var bytes = Encoding.UTF8.GetBytes(body);
-        var request = new GatewayRequest(new DefaultHttpContext(), operation, "test", 0) { Caller = caller ?? CallerIdentity.Anonymous };
+        var request = new GatewayRequest(new DefaultHttpContext(), OpenAIChatProtocol.Instance, operation, "test", 0) { Caller = caller ?? CallerIdentity.Anonymous };
         request.SetBody(bytes, bytes.Length);
         Assert.True(RequestParser.TryParse(request.Body, operation, 64, out request.Info, out var problem), problem.Message);
         return request;

@@ -253,7 +253,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         1,
         request.StatusCode is < 200 or > 299 || !request.StreamCompleted ? 1 : 0,
         request.Usage.Input,
-        request.Usage.Cached,
+        request.Usage.CacheRead,
         request.Usage.Output,
         request.Cost,
         elapsed.TotalMilliseconds,

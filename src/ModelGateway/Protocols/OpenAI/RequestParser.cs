@@ -1,63 +1,13 @@
 using System.Text.Json;
 
-namespace ModelGateway.Wire;
+using ModelGateway.Wire;
 
-/// <summary>The OpenAI operations the gateway serves.</summary>
-internal enum Operation
-{
-    ChatCompletions,
-    Completions,
-    Embeddings,
-}
-
-/// <summary>What <c>response_format</c> asks for.</summary>
-internal enum ResponseFormatKind
-{
-    None,
-    Text,
-    JsonObject,
-    JsonSchema,
-}
-
-/// <summary>
-/// What routing, limits and forwarding need to know about a request body, read in one
-/// <see cref="Utf8JsonReader"/> pass. Offsets point into the body so the upstream body can be
-/// spliced (model rewritten, usage requested) without re-serializing it.
-/// </summary>
-internal struct RequestInfo
-{
-    public int BodyStart;
-    public int ModelStart;
-    public int ModelLength;
-    public bool Stream;
-    public bool StreamOptionsPresent;
-    public int StreamOptionsStart;
-    public bool StreamOptionsEmpty;
-    public bool? IncludeUsage;
-    public int IncludeUsageStart;
-    public int IncludeUsageLength;
-    public int? MaxTokens;
-    public int N;
-    public bool HasTools;
-    public int ImageCount;
-    public ResponseFormatKind ResponseFormat;
-    public int MessageCount;
-    public int MessagesEnd;
-    public long TextBytes;
-    public long TokenIds;
-    public int InputCount;
-
-    /// <summary>Whether the client asked for the final usage chunk itself.</summary>
-    public readonly bool ClientWantsUsage => IncludeUsage == true;
-}
-
-/// <summary>Why a request body was refused, in OpenAI's terms.</summary>
-internal readonly record struct RequestProblem(string Message, string? Param, string Code = "invalid_request_error");
+namespace ModelGateway.Protocols.OpenAI;
 
 /// <summary>Reads and validates an OpenAI request body without building a DOM.</summary>
 internal static class RequestParser
 {
-    public const int MaxModelNameLength = 256;
+    public const int MaxModelNameLength = RequestModel.MaxLength;
 
     public static bool TryParse(ReadOnlySpan<byte> body, Operation operation, int maxDepth, out RequestInfo info, out RequestProblem problem)
     {
@@ -335,34 +285,6 @@ internal static class RequestParser
         }
 
         return true;
-    }
-
-    /// <summary>Copies the requested model name into <paramref name="destination"/>; false when it does not fit.</summary>
-    public static bool TryGetModel(ReadOnlySpan<byte> body, in RequestInfo info, Span<char> destination, out int written)
-    {
-        written = 0;
-        var reader = new Utf8JsonReader(body.Slice(info.ModelStart, info.ModelLength));
-        if (!reader.Read() || reader.TokenType != JsonTokenType.String)
-        {
-            return false;
-        }
-
-        try
-        {
-            written = reader.CopyString(destination);
-            return true;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
-
-    public static string GetModel(ReadOnlySpan<byte> body, in RequestInfo info)
-    {
-        var reader = new Utf8JsonReader(body.Slice(info.ModelStart, info.ModelLength));
-        reader.Read();
-        return reader.GetString() ?? string.Empty;
     }
 
     private static bool ReadMessages(ref Utf8JsonReader reader, ref RequestInfo info, out RequestProblem problem)

@@ -1,7 +1,7 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using System.Text.Json;
 using ModelGateway.Configuration;
+using ModelGateway.Providers.OpenAI;
 using ModelGateway.Routing;
 using ModelGateway.Wire;
 
@@ -11,9 +11,10 @@ namespace ModelGateway.Providers.Simulated;
 /// An in-process model server with no network and no keys: configurable time to first token,
 /// tokens per second, output length, error rate, concurrency capacity and scheduled outages.
 /// It answers in OpenAI's exact wire format, so the demo, newcomers and benchmarks can watch
-/// routing, spillover and failover without a provider account.
+/// routing, spillover and failover without a provider account. Its answer is a stream produced as
+/// it is read, on the relay's own loop: no task or pipe per request.
 /// </summary>
-internal sealed class SimulatedProviderClient : IProviderClient
+internal sealed class SimulatedAdapter : OpenAIWireAdapter
 {
     private static readonly string[] Words =
     [
@@ -23,21 +24,20 @@ internal sealed class SimulatedProviderClient : IProviderClient
     ];
 
     private readonly ProviderEndpoint _provider;
-    private readonly TimeProvider _timeProvider;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, SemaphoreSlim> _capacity = new(StringComparer.Ordinal);
 
-    public SimulatedProviderClient(ProviderEndpoint provider, TimeProvider timeProvider)
+    public SimulatedAdapter(ProviderEndpoint provider, TimeProvider timeProvider, GatewayOptions options)
+        : base(timeProvider, options)
     {
         _provider = provider;
-        _timeProvider = timeProvider;
     }
 
-    public async ValueTask<UpstreamResponse> SendAsync(UpstreamRequest request, CancellationToken cancellationToken)
+    public override async ValueTask<UpstreamResponse> SendAsync(UpstreamRequest request, CancellationToken cancellationToken)
     {
         var deployment = request.Deployment;
         var settings = deployment.Simulation ?? _provider.Simulation ?? SimulationDefaults.Settings;
-        var now = _timeProvider.GetUtcNow();
+        var now = TimeProvider.GetUtcNow();
         foreach (var outage in settings.Outages)
         {
             if (outage.IsActive(now))
@@ -59,12 +59,9 @@ internal sealed class SimulatedProviderClient : IProviderClient
             await slot.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        var pipe = new Pipe();
-        var run = new SimulatedRun(pipe, slot);
-        var plan = new Plan(request, settings, _timeProvider);
-        run.Start(static (plan, writer, token) => plan.WriteAsync(writer, token), plan);
-        var contentType = request.Request.Info.Stream ? "text/event-stream; charset=utf-8" : "application/json";
-        return UpstreamResponse.FromStream(200, contentType, pipe.Reader.AsStream(), run);
+        var body = new SimulatedBody(new Plan(request, settings, TimeProvider), slot, TimeProvider);
+        var contentType = request.Stream ? "text/event-stream; charset=utf-8" : "application/json";
+        return UpstreamResponse.FromStream(200, contentType, body);
     }
 
     private SemaphoreSlim GetSlots(string deployment, int concurrency)
@@ -86,114 +83,197 @@ internal sealed class SimulatedProviderClient : IProviderClient
         var error = new ApiError(status, message, status == 429 ? "requests" : "server_error", status == 429 ? "rate_limit_exceeded" : null);
         var buffer = new ArrayBufferWriter<byte>(256);
         error.WriteJson(buffer);
-        return UpstreamResponse.FromStream(status, "application/json", new MemoryStream(buffer.WrittenSpan.ToArray()),
-            retryAfter: status == 429 ? TimeSpan.FromSeconds(1) : null);
+        HttpResponseMessage? headers = null;
+        if (status == 429)
+        {
+            headers = new HttpResponseMessage();
+            headers.Headers.TryAddWithoutValidation("retry-after", "1");
+        }
+
+        return UpstreamResponse.FromStream(status, "application/json", new MemoryStream(buffer.WrittenSpan.ToArray()), headers: headers?.Headers);
     }
 
-    /// <summary>Produces one response into a pipe on a background task and stops when the reader goes away.</summary>
-    private sealed class SimulatedRun(Pipe pipe, SemaphoreSlim? slot) : IAsyncDisposable
+    /// <summary>
+    /// The answer as a readable stream: each read waits until the next event is due (first token,
+    /// then one token per tick) and returns it. Disposing it frees the capacity slot.
+    /// </summary>
+    private sealed class SimulatedBody(Plan plan, SemaphoreSlim? slot, TimeProvider timeProvider) : Stream
     {
-        private readonly CancellationTokenSource _stop = new();
-        private Task _producer = Task.CompletedTask;
+        private readonly ArrayBufferWriter<byte> _pending = new(512);
+        private int _offset;
+        private int _released;
 
-        public void Start(Func<Plan, PipeWriter, CancellationToken, Task> write, Plan plan)
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            _producer = Task.Run(async () =>
+            while (_offset == _pending.WrittenCount)
             {
-                try
+                _pending.ResetWrittenCount();
+                _offset = 0;
+                if (plan.Finished)
                 {
-                    await write(plan, pipe.Writer, _stop.Token).ConfigureAwait(false);
-                    await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+                    return 0;
                 }
-                catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or IOException)
+
+                var delay = plan.NextDelay();
+                if (delay > TimeSpan.Zero)
                 {
-                    await pipe.Writer.CompleteAsync(ex).ConfigureAwait(false);
+                    await Task.Delay(delay, timeProvider, cancellationToken).ConfigureAwait(false);
                 }
-            });
+
+                plan.WriteNext(_pending);
+            }
+
+            var take = Math.Min(buffer.Length, _pending.WrittenCount - _offset);
+            _pending.WrittenSpan.Slice(_offset, take).CopyTo(buffer.Span);
+            _offset += take;
+            return take;
         }
 
-        public async ValueTask DisposeAsync()
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+            => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count).GetAwaiter().GetResult();
+
+        public override void Flush()
         {
-            await _stop.CancelAsync().ConfigureAwait(false);
-            await pipe.Reader.CompleteAsync().ConfigureAwait(false);
-            await _producer.ConfigureAwait(false);
-            slot?.Release();
-            _stop.Dispose();
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                slot?.Release();
+            }
+
+            base.Dispose(disposing);
         }
     }
 
-    /// <summary>What one simulated response says and how fast it says it.</summary>
-    private sealed class Plan(UpstreamRequest request, SimulationSettings settings, TimeProvider timeProvider)
+    /// <summary>What one simulated response says and how fast it says it, one event at a time.</summary>
+    private sealed class Plan
     {
-        public async Task WriteAsync(PipeWriter writer, CancellationToken cancellationToken)
+        private readonly UpstreamRequest _request;
+        private readonly SimulationSettings _settings;
+        private readonly string _id;
+        private readonly long _created;
+        private readonly string _model;
+        private readonly long _promptTokens;
+        private readonly int _outputTokens;
+        private readonly int _skip;
+        private readonly TimeSpan _perToken;
+        private readonly bool _chat;
+        private readonly bool _includeUsage;
+        private int _step;
+        private int _token;
+        private int _produced;
+
+        public Plan(UpstreamRequest request, SimulationSettings settings, TimeProvider timeProvider)
         {
+            _request = request;
+            _settings = settings;
             var info = request.Request.Info;
-            var model = request.Deployment.UpstreamModel;
-            var created = timeProvider.GetUtcNow().ToUnixTimeSeconds();
-            var id = "chatcmpl-sim" + Guid.NewGuid().ToString("N")[..20];
-            var promptTokens = TokenEstimator.Estimate(info);
-            var outputTokens = Math.Max(1, Math.Min(settings.OutputTokens, info.MaxTokens ?? int.MaxValue));
+            _model = request.Deployment.UpstreamModel;
+            _created = timeProvider.GetUtcNow().ToUnixTimeSeconds();
+            _id = "chatcmpl-sim" + Guid.NewGuid().ToString("N")[..20];
+            _promptTokens = TokenEstimator.Estimate(info);
+            _outputTokens = Math.Max(1, Math.Min(settings.OutputTokens, info.MaxTokens ?? int.MaxValue));
 
             // A continuation resumes the same deterministic text after the words already sent.
-            var skip = request.IsContinuation ? CountWords(request.PrefillJson.Span) : 0;
-            var perToken = settings.TokensPerSecond > 0 ? TimeSpan.FromSeconds(1 / settings.TokensPerSecond) : TimeSpan.Zero;
+            _skip = request.IsContinuation ? CountWords(request.PrefillJson.Span) : 0;
+            _token = _skip;
+            _perToken = settings.TokensPerSecond > 0 ? TimeSpan.FromSeconds(1 / settings.TokensPerSecond) : TimeSpan.Zero;
+            _chat = request.Request.Operation == Operation.ChatCompletions;
+            _includeUsage = info.IncludeUsage == true || request.AskForStreamUsage || !request.PassThrough;
+        }
 
-            await Task.Delay(settings.Ttft, timeProvider, cancellationToken).ConfigureAwait(false);
-            switch (request.Request.Operation)
+        public bool Finished { get; private set; }
+
+        /// <summary>How long to wait before the next event.</summary>
+        public TimeSpan NextDelay()
+        {
+            var info = _request.Request.Info;
+            if (_step == 0)
             {
-                case Operation.Embeddings:
-                    WriteEmbeddings(writer, model, info, settings.EmbeddingDimensions, promptTokens);
-                    await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    return;
-                case Operation.ChatCompletions or Operation.Completions when !info.Stream:
-                    var total = perToken * outputTokens;
-                    if (total > TimeSpan.Zero)
-                    {
-                        await Task.Delay(total, timeProvider, cancellationToken).ConfigureAwait(false);
-                    }
-
-                    WriteCompletion(writer, request.Request.Operation, id, created, model, Text(skip, outputTokens), promptTokens, outputTokens - Math.Min(skip, outputTokens), info.N);
-                    await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    return;
-            }
-
-            var chat = request.Request.Operation == Operation.ChatCompletions;
-            var includeUsage = info.IncludeUsage == true || request.AskForStreamUsage;
-            if (chat)
-            {
-                WriteEvent(writer, json => WriteChunkStart(json, id, created, model, includeUsage, role: true, content: string.Empty, finish: null));
-                await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            var produced = 0;
-            for (var i = skip; i < outputTokens; i++)
-            {
-                var word = (i == 0 ? string.Empty : " ") + Words[i % Words.Length];
-                WriteEvent(writer, json => WriteChunkStart(json, id, created, model, includeUsage, role: false, content: word, finish: null, chat));
-                await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-                produced++;
-                if (perToken > TimeSpan.Zero && i + 1 < outputTokens)
+                // Time to first token; a whole (non-streamed) answer also waits for all its tokens.
+                var wait = _settings.Ttft;
+                if (!info.Stream && _request.Request.Operation != Operation.Embeddings)
                 {
-                    await Task.Delay(perToken, timeProvider, cancellationToken).ConfigureAwait(false);
+                    wait += _perToken * _outputTokens;
+                }
+
+                return wait;
+            }
+
+            // Tokens after the first arrive one per tick; the role chunk and the end follow at once.
+            return _step == 2 && _token > _skip && _token < _outputTokens ? _perToken : TimeSpan.Zero;
+        }
+
+        public void WriteNext(IBufferWriter<byte> writer)
+        {
+            var info = _request.Request.Info;
+            var operation = _request.Request.Operation;
+            if (operation == Operation.Embeddings)
+            {
+                WriteEmbeddings(writer, _model, info, _settings.EmbeddingDimensions, _promptTokens);
+                Finished = true;
+                return;
+            }
+
+            if (!info.Stream)
+            {
+                WriteCompletion(writer, operation, _id, _created, _model, Text(_skip, _outputTokens), _promptTokens, _outputTokens - Math.Min(_skip, _outputTokens), info.N);
+                Finished = true;
+                return;
+            }
+
+            if (_step == 0)
+            {
+                _step = 1;
+                if (_chat)
+                {
+                    WriteEvent(writer, json => WriteChunkStart(json, _id, _created, _model, _includeUsage, role: true, content: string.Empty, finish: null));
+                    return;
                 }
             }
 
-            var reason = outputTokens < settings.OutputTokens ? "length" : "stop";
-            WriteEvent(writer, json => WriteChunkStart(json, id, created, model, includeUsage, role: false, content: null, finish: reason, chat));
-            if (includeUsage)
+            _step = 2;
+            if (_token < _outputTokens)
+            {
+                var word = (_token == 0 ? string.Empty : " ") + Words[_token % Words.Length];
+                WriteEvent(writer, json => WriteChunkStart(json, _id, _created, _model, _includeUsage, role: false, content: word, finish: null, _chat));
+                _token++;
+                _produced++;
+                return;
+            }
+
+            var reason = _outputTokens < _settings.OutputTokens ? "length" : "stop";
+            WriteEvent(writer, json => WriteChunkStart(json, _id, _created, _model, _includeUsage, role: false, content: null, finish: reason, _chat));
+            if (_includeUsage)
             {
                 WriteEvent(writer, json =>
                 {
-                    WriteChunkHeader(json, id, created, model, chat);
+                    WriteChunkHeader(json, _id, _created, _model, _chat);
                     json.WriteStartArray("choices"u8);
                     json.WriteEndArray();
-                    WriteUsage(json, promptTokens, produced);
+                    WriteUsage(json, _promptTokens, _produced);
                     json.WriteEndObject();
                 });
             }
 
             writer.Write("data: [DONE]\n\n"u8);
-            await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+            Finished = true;
         }
 
         private static int CountWords(ReadOnlySpan<byte> prefillJson)
@@ -230,7 +310,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
             return builder.ToString();
         }
 
-        private static void WriteEvent(PipeWriter writer, Action<Utf8JsonWriter> write)
+        private static void WriteEvent(IBufferWriter<byte> writer, Action<Utf8JsonWriter> write)
         {
             writer.Write("data: "u8);
             using (var json = new Utf8JsonWriter(writer, JsonOutput.Options))
@@ -296,7 +376,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
             json.WriteEndObject();
         }
 
-        private static void WriteCompletion(PipeWriter writer, Operation operation, string id, long created, string model, string text, long promptTokens, int outputTokens, int n)
+        private static void WriteCompletion(IBufferWriter<byte> writer, Operation operation, string id, long created, string model, string text, long promptTokens, int outputTokens, int n)
         {
             using var json = new Utf8JsonWriter(writer, JsonOutput.Options);
             var chat = operation == Operation.ChatCompletions;
@@ -333,7 +413,7 @@ internal sealed class SimulatedProviderClient : IProviderClient
             json.WriteEndObject();
         }
 
-        private static void WriteEmbeddings(PipeWriter writer, string model, RequestInfo info, int dimensions, long promptTokens)
+        private static void WriteEmbeddings(IBufferWriter<byte> writer, string model, RequestInfo info, int dimensions, long promptTokens)
         {
             using var json = new Utf8JsonWriter(writer, JsonOutput.Options);
             json.WriteStartObject();

@@ -1,7 +1,8 @@
 using System.Text;
+using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Wire;
 
-namespace ModelGateway.Tests.Wire;
+namespace ModelGateway.Tests.Protocols.OpenAI;
 
 /// <summary>The request reader finds what routing needs in one pass and refuses what OpenAI would refuse.</summary>
 public sealed class RequestParserTests
@@ -19,7 +20,7 @@ public sealed class RequestParserTests
         var info = Parse(json);
 
         Assert.Equal("\"gpt-4o\"", json.Substring(info.ModelStart, info.ModelLength));
-        Assert.Equal("gpt-4o", RequestParser.GetModel(Encoding.UTF8.GetBytes(json), info));
+        Assert.Equal("gpt-4o", RequestModel.Get(Encoding.UTF8.GetBytes(json), info));
     }
 
     [Fact]

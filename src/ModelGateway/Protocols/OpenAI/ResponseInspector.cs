@@ -1,29 +1,7 @@
 using System.Text.Json;
+using ModelGateway.Canonical;
 
-namespace ModelGateway.Wire;
-
-/// <summary>Why a choice stopped, as OpenAI names it.</summary>
-internal enum FinishReason : byte
-{
-    None,
-    Stop,
-    Length,
-    ToolCalls,
-    ContentFilter,
-    FunctionCall,
-    Other,
-}
-
-/// <summary>Token counts of one response, from the upstream's <c>usage</c> or, failing that, counted.</summary>
-internal struct TokenUsage
-{
-    public long Input;
-    public long Output;
-    public long Cached;
-
-    /// <summary>True when the upstream reported the numbers; false when they were estimated.</summary>
-    public bool Reported;
-}
+namespace ModelGateway.Protocols.OpenAI;
 
 /// <summary>What one OpenAI response body or stream chunk says about usage, completion and errors.</summary>
 internal struct ResponseFacts
@@ -155,7 +133,7 @@ internal static class ResponseInspector
                     reader.Read();
                     if (cached)
                     {
-                        usage.Cached = ReadCount(ref reader);
+                        usage.CacheRead = ReadCount(ref reader);
                     }
                     else
                     {

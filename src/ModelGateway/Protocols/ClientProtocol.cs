@@ -1,0 +1,45 @@
+using System.Buffers;
+using ModelGateway.Canonical;
+using ModelGateway.Forwarding;
+using ModelGateway.Providers;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Protocols;
+
+/// <summary>
+/// One client API the gateway serves (OpenAI chat completions, Anthropic Messages, OpenAI
+/// Responses): how its requests are read into neutral facts and, for deployments speaking another
+/// wire, into the canonical request; and how canonical answers, stream events and errors are written
+/// back in its own wire.
+/// </summary>
+internal abstract class ClientProtocol
+{
+    /// <summary>The wire its clients speak; a deployment speaking the same one is served byte for byte.</summary>
+    public abstract WireFormat Wire { get; }
+
+    /// <summary>The <c>api</c> label of metrics and the access log.</summary>
+    public abstract string Api { get; }
+
+    /// <summary>Reads the body into the facts routing, limits and forwarding need, validating it as the API does.</summary>
+    public abstract bool TryParse(ReadOnlySpan<byte> body, Operation operation, int maxDepth, out RequestInfo info, out RequestProblem problem);
+
+    /// <summary>The canonical request, for deployments that speak another wire.</summary>
+    public abstract ChatRequest ReadCanonical(GatewayRequest request);
+
+    /// <summary>A stream encoder for one client stream.</summary>
+    public abstract IStreamEncoder CreateEncoder(GatewayRequest request, string model, long created);
+
+    /// <summary>Writes a whole canonical answer as this API's non-streamed body.</summary>
+    public abstract void WriteResponse(GatewayRequest request, ChatResponse response, string model, long created, IBufferWriter<byte> output);
+
+    /// <summary>Writes an error as this API's whole response (status, headers, body).</summary>
+    public virtual Task WriteErrorAsync(HttpContext context, ApiError error) => error.WriteAsync(context);
+
+    /// <summary>The in-band event that tells a client its stream broke.</summary>
+    public virtual void WriteStreamError(ApiError error, IBufferWriter<byte> output)
+    {
+        output.Write("data: "u8);
+        error.WriteJson(output);
+        output.Write("\n\n"u8);
+    }
+}

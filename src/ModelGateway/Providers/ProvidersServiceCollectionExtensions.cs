@@ -1,0 +1,27 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using ModelGateway.Forwarding;
+using ModelGateway.Providers.Anthropic;
+using ModelGateway.Providers.AzureOpenAI;
+using ModelGateway.Providers.OpenAI;
+using ModelGateway.Providers.Simulated;
+
+namespace ModelGateway.Providers;
+
+/// <summary>Registers the provider kinds and what their adapters are built from.</summary>
+internal static class ProvidersServiceCollectionExtensions
+{
+    public static IServiceCollection AddProviders(this IServiceCollection services)
+    {
+        services.AddHttpForwarder();
+        services.TryAddSingleton<UpstreamHttpClients>();
+        services.TryAddSingleton<UpstreamForwarder>();
+        services.TryAddSingleton<ProviderServices>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAIFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAICompatibleFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AzureOpenAIFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AnthropicFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, SimulatedFactory>());
+        services.TryAddSingleton<ProviderAdapterRegistry>();
+        return services;
+    }
+}
