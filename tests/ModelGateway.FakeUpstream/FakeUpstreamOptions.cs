@@ -8,9 +8,27 @@ public sealed class FakeUpstreamOptions
 
     /// <summary>
     /// Key the fake demands; null accepts anything. OpenAI paths need <c>Authorization: Bearer {key}</c>,
-    /// Azure paths need <c>api-key: {key}</c>; a missing or different key gets a 401.
+    /// Azure paths need <c>api-key: {key}</c>, Anthropic paths <c>x-api-key: {key}</c> or
+    /// <c>Authorization: Bearer {key}</c>, Gemini paths <c>x-goog-api-key: {key}</c> or <c>?key={key}</c>;
+    /// a missing or different key gets that wire's 401 (Gemini: 400 or 403, as Google answers).
     /// </summary>
     public string? ExpectedApiKey { get; init; }
+
+    /// <summary>
+    /// OAuth access token Vertex AI paths demand as <c>Authorization: Bearer {token}</c>; null accepts any
+    /// bearer token. A missing or different token gets Google's 401 <c>UNAUTHENTICATED</c>.
+    /// </summary>
+    public string? VertexAccessToken { get; init; }
+
+    /// <summary>
+    /// AWS credentials Bedrock requests must be SigV4-signed with (service <c>bedrock</c>, region
+    /// <see cref="AwsRegion"/>); null accepts unsigned requests. A wrong signature or an unknown access key
+    /// gets AWS's 403.
+    /// </summary>
+    public AwsCredentials? AwsCredentials { get; init; }
+
+    /// <summary>Region Bedrock signatures are computed for.</summary>
+    public string AwsRegion { get; init; } = "us-east-1";
 
     /// <summary>
     /// Load-harness mode: nothing is recorded, only <see cref="FakeUpstreamServer.DefaultBehavior"/> applies
@@ -21,3 +39,6 @@ public sealed class FakeUpstreamOptions
     /// <summary>Length of embedding vectors when the request does not ask for <c>dimensions</c>.</summary>
     public int EmbeddingDimensions { get; init; } = 8;
 }
+
+/// <summary>An AWS access key pair the fake Bedrock expects requests to be signed with.</summary>
+public sealed record AwsCredentials(string AccessKeyId, string SecretAccessKey);

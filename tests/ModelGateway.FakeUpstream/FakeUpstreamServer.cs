@@ -7,8 +7,8 @@ using ModelGateway.FakeUpstream.Internal;
 namespace ModelGateway.FakeUpstream;
 
 /// <summary>
-/// A real HTTP server on 127.0.0.1 that speaks OpenAI's and Azure OpenAI's wire formats,
-/// records what it receives, streams with controllable timing and injects faults.
+/// A real HTTP server on 127.0.0.1 that speaks the wire formats of OpenAI, Azure OpenAI, Anthropic, Gemini,
+/// Vertex AI and AWS Bedrock, records what it receives, streams with controllable timing and injects faults.
 /// </summary>
 public sealed class FakeUpstreamServer : IAsyncDisposable
 {
@@ -28,6 +28,7 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         BaseUri = new Uri($"http://127.0.0.1:{port}/");
         OpenAIBaseUrl = $"http://127.0.0.1:{port}/v1";
         AzureEndpoint = $"http://127.0.0.1:{port}";
+        AnthropicBaseUrl = $"http://127.0.0.1:{port}";
     }
 
     public int Port { get; }
@@ -40,6 +41,11 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
 
     /// <summary><c>http://127.0.0.1:{port}</c>, the resource endpoint an Azure OpenAI client is pointed at.</summary>
     public string AzureEndpoint { get; }
+
+    /// <summary>
+    /// <c>http://127.0.0.1:{port}</c>, the base URL an Anthropic client is pointed at (it adds <c>/v1/messages</c>).
+    /// </summary>
+    public string AnthropicBaseUrl { get; }
 
     /// <summary>Used when no queued or per-model behaviour applies.</summary>
     public UpstreamBehavior DefaultBehavior
@@ -107,7 +113,7 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         return new FakeUpstreamServer(app, behaviors, recorder, shutdown, new Uri(address).Port);
     }
 
-    /// <summary>Sets a sticky behaviour for one model (the body's <c>model</c>, or the Azure deployment).</summary>
+    /// <summary>Sets a sticky behaviour for one model (as <see cref="RecordedRequest.Model"/> names it on its wire).</summary>
     public void SetBehaviorForModel(string upstreamModel, UpstreamBehavior behavior)
     {
         ArgumentNullException.ThrowIfNull(upstreamModel);

@@ -45,8 +45,14 @@ public sealed record RecordedRequest
         }
     }
 
-    /// <summary>The body's <c>model</c>, or on Azure paths the deployment name from the path.</summary>
+    /// <summary>
+    /// The model the behaviour was chosen for: the body's <c>model</c> (OpenAI, Anthropic), the Azure deployment,
+    /// or the model in the path (Gemini, Vertex AI, and Bedrock's URL-decoded model id).
+    /// </summary>
     public string? Model { get; init; }
+
+    /// <summary>The wire format the request came in on.</summary>
+    public UpstreamWire Wire { get; init; }
 
     public required DateTimeOffset ReceivedAt { get; init; }
 

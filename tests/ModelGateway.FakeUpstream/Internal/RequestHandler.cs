@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Text.Json;
+using ModelGateway.FakeUpstream.Internal.Anthropic;
+using ModelGateway.FakeUpstream.Internal.Wires;
 
 namespace ModelGateway.FakeUpstream.Internal;
 
@@ -21,6 +23,7 @@ internal sealed class RequestHandler
     private readonly ResponseWriter _writer;
     private readonly CancellationToken _shutdown;
     private readonly ConcurrentDictionary<TemplateKey, TemplateEntry> _templates = new();
+    private readonly ProviderWire[] _wires;
 
     public RequestHandler(
         FakeUpstreamOptions options,
@@ -35,11 +38,22 @@ internal sealed class RequestHandler
         _time = time;
         _writer = new ResponseWriter(time);
         _shutdown = shutdown;
+        var services = new WireServices(options, behaviors, new WireResponder(time), time);
+        _wires = [new AnthropicWire(services)];
     }
 
     public async Task HandleAsync(HttpContext context)
     {
         var request = context.Request;
+        foreach (var wire in _wires)
+        {
+            if (wire.TryMatch(request, out var wireRoute))
+            {
+                await HandleWireAsync(context, wire, wireRoute).ConfigureAwait(false);
+                return;
+            }
+        }
+
         var route = Route.Match(request.Method, request.Path.Value ?? "/");
         var reader = request.BodyReader;
         ReadOnlySequence<byte> body;
@@ -96,6 +110,7 @@ internal sealed class RequestHandler
             Headers = CopyHeaders(request.Headers),
             Body = bodyBytes!,
             Model = route.IsAzure ? route.Deployment : parsed is not null ? parsed.Model : ModelOf(bodyBytes!),
+            Wire = route.IsAzure ? UpstreamWire.AzureOpenAI : route.Endpoint == UpstreamEndpoint.Unknown ? UpstreamWire.Unknown : UpstreamWire.OpenAI,
             ReceivedAt = _time.GetUtcNow(),
             Completion = completion.Task,
         });
@@ -105,6 +120,77 @@ internal sealed class RequestHandler
         try
         {
             await ProcessAsync(context, route, parsed, malformed, state, cancellation.Token).ConfigureAwait(false);
+            completion.TrySetResult(state.Outcome(context.RequestAborted.IsCancellationRequested));
+        }
+        catch (Exception) when (cancellation.IsCancellationRequested)
+        {
+            if (!context.RequestAborted.IsCancellationRequested)
+            {
+                // The server is shutting down: cut the connection rather than let Kestrel end the response cleanly.
+                context.Abort();
+            }
+
+            completion.TrySetResult(state.Outcome(requestAborted: true));
+        }
+        catch (Exception ex)
+        {
+            completion.TrySetException(ex);
+            throw;
+        }
+    }
+
+    /// <summary>The pipeline for the provider wires: read, record, then the wire does the rest.</summary>
+    private async Task HandleWireAsync(HttpContext context, ProviderWire wire, WireRoute route)
+    {
+        var request = context.Request;
+        var reader = request.BodyReader;
+        byte[] body;
+        try
+        {
+            var sequence = await ReadToEndAsync(reader, context.RequestAborted).ConfigureAwait(false);
+            body = sequence.ToArray();
+            reader.AdvanceTo(sequence.End);
+        }
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return; // the client left while still sending: there is no whole request to record
+        }
+
+        var state = new ExchangeState();
+        if (_options.FastMode)
+        {
+            _recorder.CountUnrecorded();
+            try
+            {
+                await wire.HandleAsync(new WireCall { Context = context, Route = route, Body = body, State = state, CancellationToken = context.RequestAborted })
+                    .ConfigureAwait(false);
+            }
+            catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+            {
+            }
+
+            return;
+        }
+
+        var completion = new TaskCompletionSource<RequestOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _recorder.Add(new RecordedRequest
+        {
+            Method = request.Method,
+            Path = request.Path.Value ?? "/",
+            QueryString = request.QueryString.Value ?? string.Empty,
+            Headers = CopyHeaders(request.Headers),
+            Body = body,
+            Model = wire.ModelOf(route, body),
+            Wire = route.Wire,
+            ReceivedAt = _time.GetUtcNow(),
+            Completion = completion.Task,
+        });
+
+        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _shutdown);
+        try
+        {
+            await wire.HandleAsync(new WireCall { Context = context, Route = route, Body = body, State = state, CancellationToken = cancellation.Token })
+                .ConfigureAwait(false);
             completion.TrySetResult(state.Outcome(context.RequestAborted.IsCancellationRequested));
         }
         catch (Exception) when (cancellation.IsCancellationRequested)
