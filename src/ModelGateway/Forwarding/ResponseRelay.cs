@@ -157,6 +157,10 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 request.ServedBy = outcome.Deployment;
                 request.Continued = true;
                 rewriteId = originalId is not null;
+
+                // Some providers refuse a prefill ending in whitespace (Anthropic), so the mapper trims it and the
+                // model starts again with the space the client already has: the continuation drops it.
+                stream.SkipLeadingWhitespace = outcome.Decoder is not null && text!.EndsWithWhitespace;
                 LogContinued(logger, request.RequestId, broken.Name, outcome.Deployment!.Name);
             }
         }
@@ -340,14 +344,41 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             return StreamError("The upstream reported an error mid-stream; the answer is incomplete.", "upstream_error");
         }
 
+        if (e.Kind == StreamEventKind.TextDelta && stream.SkipLeadingWhitespace)
+        {
+            var trimmed = System.Text.Unicode.Utf8.IsValid(e.Utf8.Span) ? TrimLeadingWhitespace(e.Utf8) : e.Utf8;
+            if (trimmed.IsEmpty)
+            {
+                return null;
+            }
+
+            stream.SkipLeadingWhitespace = false;
+            var copy = e;
+            copy.Utf8 = trimmed;
+            return Relay(copy, writer, encoder, stream, text);
+        }
+
         stream.Observe(e);
         if (e.Kind == StreamEventKind.TextDelta)
         {
+            stream.SkipLeadingWhitespace = false;
             text?.AppendText(e.Utf8.Span);
         }
 
         encoder.Write(e, writer);
         return null;
+    }
+
+    private static ReadOnlyMemory<byte> TrimLeadingWhitespace(ReadOnlyMemory<byte> utf8)
+    {
+        var span = utf8.Span;
+        var start = 0;
+        while (start < span.Length && span[start] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
+        {
+            start++;
+        }
+
+        return utf8[start..];
     }
 
     private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, byte[]? rewriteId, in ResponseFacts facts)
@@ -420,6 +451,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         public int Finished { get; private set; }
         public bool UsageSeen { get; private set; }
         public bool SawToolCalls { get; private set; }
+
+        /// <summary>Set for a translated continuation whose prefill ended in whitespace the provider had trimmed.</summary>
+        public bool SkipLeadingWhitespace { get; set; }
         public FinishReason FinishReason { get; private set; }
         public byte[] FirstId { get; private set; } = [];
         public int FirstIdLength => FirstId.Length;
@@ -521,6 +555,16 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         private readonly ArrayBufferWriter<byte> _raw = new(1024);
 
         public int Length => _raw.WrittenCount;
+
+        /// <summary>Whether the text so far ends in a space or line break (escaped in the raw JSON form).</summary>
+        public bool EndsWithWhitespace
+        {
+            get
+            {
+                var raw = _raw.WrittenSpan;
+                return raw.EndsWith(" "u8) || raw.EndsWith("\\n"u8) || raw.EndsWith("\\t"u8) || raw.EndsWith("\\r"u8);
+            }
+        }
 
         public void Append(ref Utf8JsonReader reader)
         {
