@@ -31,6 +31,7 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         AnthropicBaseUrl = $"http://127.0.0.1:{port}";
         GeminiBaseUrl = $"http://127.0.0.1:{port}";
         VertexBaseUrl = $"http://127.0.0.1:{port}";
+        BedrockEndpoint = $"http://127.0.0.1:{port}";
     }
 
     public int Port { get; }
@@ -59,6 +60,11 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
     /// <c>/v1/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{m}:{method}</c>).
     /// </summary>
     public string VertexBaseUrl { get; }
+
+    /// <summary>
+    /// <c>http://127.0.0.1:{port}</c>, the Bedrock Runtime endpoint (the client adds <c>/model/{modelId}/converse</c>).
+    /// </summary>
+    public string BedrockEndpoint { get; }
 
     /// <summary>Used when no queued or per-model behaviour applies.</summary>
     public UpstreamBehavior DefaultBehavior
