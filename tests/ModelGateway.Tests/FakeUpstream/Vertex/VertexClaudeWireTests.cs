@@ -9,7 +9,7 @@ namespace ModelGateway.Tests.FakeUpstream.Vertex;
 
 /// <summary>
 /// Claude on Vertex AI: <c>rawPredict</c> and <c>streamRawPredict</c> speak the Messages wire with the model in the
-/// path and <c>anthropic_version</c> in the body. No official client runs here for this path (see the README).
+/// path and <c>anthropic_version</c> in the body, byte by byte (<see cref="VertexClaudeSdkTests"/> has the official client).
 /// </summary>
 public sealed class VertexClaudeWireTests
 {
