@@ -21,6 +21,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
 fi
 
+# The vendors' official JavaScript clients that prove the fake upstream's Gemini, Vertex AI and Bedrock wires.
+node_dir=tests/ModelGateway.Tests/FakeUpstream/node
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "Installing nodejs and npm (Debian packages the fake upstream's client tests run)..."
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# Some of these packages declare a newer Node than the machine's 20; they run on it.
+(cd "$node_dir" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+
 results="$(pwd)/TestResults"
 rm -rf "$results"
 dotnet build ModelGateway.sln -c Release -warnaserror -nologo -clp:ErrorsOnly

@@ -29,6 +29,9 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         OpenAIBaseUrl = $"http://127.0.0.1:{port}/v1";
         AzureEndpoint = $"http://127.0.0.1:{port}";
         AnthropicBaseUrl = $"http://127.0.0.1:{port}";
+        GeminiBaseUrl = $"http://127.0.0.1:{port}";
+        VertexBaseUrl = $"http://127.0.0.1:{port}";
+        BedrockEndpoint = $"http://127.0.0.1:{port}";
     }
 
     public int Port { get; }
@@ -46,6 +49,22 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
     /// <c>http://127.0.0.1:{port}</c>, the base URL an Anthropic client is pointed at (it adds <c>/v1/messages</c>).
     /// </summary>
     public string AnthropicBaseUrl { get; }
+
+    /// <summary>
+    /// <c>http://127.0.0.1:{port}</c>, the Gemini API base URL (the client adds <c>/v1beta/models/{model}:{method}</c>).
+    /// </summary>
+    public string GeminiBaseUrl { get; }
+
+    /// <summary>
+    /// <c>http://127.0.0.1:{port}</c>, the Vertex AI base URL (the client adds
+    /// <c>/v1/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{m}:{method}</c>).
+    /// </summary>
+    public string VertexBaseUrl { get; }
+
+    /// <summary>
+    /// <c>http://127.0.0.1:{port}</c>, the Bedrock Runtime endpoint (the client adds <c>/model/{modelId}/converse</c>).
+    /// </summary>
+    public string BedrockEndpoint { get; }
 
     /// <summary>Used when no queued or per-model behaviour applies.</summary>
     public UpstreamBehavior DefaultBehavior

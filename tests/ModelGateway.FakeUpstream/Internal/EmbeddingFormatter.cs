@@ -71,6 +71,14 @@ internal sealed class EmbeddingFormatter : ResponseFormatter
         writer.WriteEndObject();
     }
 
+    /// <summary>The deterministic unit vector of a text: the same numbers the OpenAI wire sends for it.</summary>
+    public static float[] VectorFor(string text, int dimensions)
+    {
+        var vector = new float[dimensions];
+        Fill(vector, Seed(new EmbeddingInput(text, null)));
+        return vector;
+    }
+
     /// <summary>FNV-1a over the UTF-8 text (or the token ids): stable across processes, unlike string.GetHashCode.</summary>
     private static ulong Seed(EmbeddingInput input)
     {

@@ -3,6 +3,9 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Text.Json;
 using ModelGateway.FakeUpstream.Internal.Anthropic;
+using ModelGateway.FakeUpstream.Internal.Bedrock;
+using ModelGateway.FakeUpstream.Internal.Gemini;
+using ModelGateway.FakeUpstream.Internal.Vertex;
 using ModelGateway.FakeUpstream.Internal.Wires;
 
 namespace ModelGateway.FakeUpstream.Internal;
@@ -39,7 +42,7 @@ internal sealed class RequestHandler
         _writer = new ResponseWriter(time);
         _shutdown = shutdown;
         var services = new WireServices(options, behaviors, new WireResponder(time), time);
-        _wires = [new AnthropicWire(services)];
+        _wires = [new AnthropicWire(services), new GeminiWire(services), new VertexWire(services), new BedrockWire(services)];
     }
 
     public async Task HandleAsync(HttpContext context)

@@ -179,6 +179,21 @@ internal sealed class ResponseWriter
                     case UpstreamFault.TruncatedStream:
                         state.ResponseComplete = true;
                         return;
+                    case UpstreamFault.ErrorEvent:
+                        // OpenAI reports a failure after the stream started as a data event holding an error object.
+                        output.Write(DataPrefix);
+                        output.Write(ErrorBodies.OpenAI(
+                            behavior.ErrorMessage ?? "The server had an error while processing your request. Sorry about that!",
+                            behavior.ErrorType ?? "server_error",
+                            behavior.ErrorParam,
+                            behavior.ErrorCode));
+                        output.Write(EventEnd);
+                        if (await FlushAsync(output, state, cancellationToken).ConfigureAwait(false))
+                        {
+                            state.ResponseComplete = true;
+                        }
+
+                        return;
                     case UpstreamFault.MalformedSseEvent:
                         output.Write(MalformedEvent);
                         if (!await FlushAsync(output, state, cancellationToken).ConfigureAwait(false))

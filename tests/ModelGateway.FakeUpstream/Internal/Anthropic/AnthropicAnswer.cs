@@ -17,9 +17,12 @@ internal sealed class AnthropicAnswer : IWireAnswer
     private readonly string? _stopSequence;
     private readonly DateTimeOffset _now;
     private readonly UpstreamBehavior _behavior;
+    private readonly bool _vertex;
 
-    public AnthropicAnswer(UpstreamBehavior behavior, Reply reply, RequestFacts facts, string requestId, DateTimeOffset now)
+    // vertex: Claude on Vertex AI, where a 429 is Vertex's own quota error, in Google's shape.
+    public AnthropicAnswer(UpstreamBehavior behavior, Reply reply, RequestFacts facts, string requestId, DateTimeOffset now, bool vertex = false)
     {
+        _vertex = vertex;
         _behavior = behavior;
         _reply = reply;
         _model = facts.Model;
@@ -193,7 +196,10 @@ internal sealed class AnthropicAnswer : IWireAnswer
         return plan;
     }
 
-    public WireError Error(UpstreamBehavior behavior) => AnthropicErrors.ForBehavior(behavior, _model, _requestId, _now);
+    public WireError Error(UpstreamBehavior behavior) =>
+        _vertex && behavior.StatusCode == 429 && behavior.ErrorType is null
+            ? Gemini.GoogleErrors.ForBehavior(behavior, _model, vertex: true)
+            : AnthropicErrors.ForBehavior(behavior, _model, _requestId, _now);
 
     private static byte[] Ping => Sse.Event("ping", """{"type": "ping"}"""u8);
 

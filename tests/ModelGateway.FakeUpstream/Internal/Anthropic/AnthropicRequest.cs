@@ -30,9 +30,14 @@ internal sealed class AnthropicRequest
             return Refuse("model: Field required");
         }
 
-        if (vertex && JsonBytes.String(root, "anthropic_version"u8) is null)
+        if (vertex)
         {
-            return Refuse("anthropic_version: Field required");
+            // Claude on Vertex AI takes the version in the body: "vertex-2023-10-16", or "2026-10-21" from the current SDKs.
+            version = JsonBytes.String(root, "anthropic_version"u8);
+            if (version is null)
+            {
+                return Refuse("anthropic_version: Field required");
+            }
         }
 
         if (!JsonBytes.TryArray(root, "messages"u8, out var messages))

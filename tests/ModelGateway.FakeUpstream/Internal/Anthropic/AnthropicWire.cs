@@ -108,7 +108,7 @@ internal sealed class AnthropicWire : ProviderWire
         var now = services.Time.GetUtcNow();
         IWireAnswer answer = call.Route.Operation == CountTokens
             ? new CountTokensAnswer(behavior.PromptTokens ?? facts.PromptTokens, facts.Model, requestId, now)
-            : new AnthropicAnswer(behavior, Reply.Build(behavior, facts, WireIds.AnthropicToolUse), facts, requestId, now);
+            : new AnthropicAnswer(behavior, Reply.Build(behavior, facts, WireIds.AnthropicToolUse), facts, requestId, now, vertex);
         var stream = facts.Stream && call.Route.Operation != CountTokens;
         await services.Responder.RespondAsync(call.Context, behavior, answer, stream, call.State, call.CancellationToken).ConfigureAwait(false);
     }
