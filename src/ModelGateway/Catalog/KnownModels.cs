@@ -418,7 +418,8 @@ internal sealed class KnownModels
             }
         }
 
-        if (bases.Contains(FigureBasis.Secondary) && family.SeenAt.IsEmpty && !familyFigures.ContainsValue(FigureBasis.Secondary) && familyBasis != FigureBasis.Secondary)
+        // The family already reports its own secondary figures without seenAt pages.
+        if (rowFigures.ContainsValue(FigureBasis.Secondary) && family.SeenAt.IsEmpty)
         {
             errors.Add($"{path}.figures: a secondary figure needs the family's seenAt pages");
         }
