@@ -39,6 +39,21 @@ internal sealed class CallerIdentity
 
     public double? MonthlyBudgetUsd { get; init; }
 
+    /// <summary>
+    /// What this request already waited on the key store (a lookup on a cache miss) before its
+    /// admission: the admission then waits at most what is left of <c>State:CommandTimeout</c>.
+    /// Zero on the shared, cached identity; set only on a request's own copy.
+    /// </summary>
+    public TimeSpan StoreWait { get; private set; }
+
+    /// <summary>This caller as one request sees it after waiting <paramref name="waited"/> on the key store.</summary>
+    public CallerIdentity WithStoreWait(TimeSpan waited)
+    {
+        var copy = (CallerIdentity)MemberwiseClone();
+        copy.StoreWait = waited;
+        return copy;
+    }
+
     public bool HasLimits => RpmLimit is not null || TpmLimit is not null || MaxParallelRequests is not null || DailyBudgetUsd is not null || MonthlyBudgetUsd is not null;
 
     public bool HasDeploymentConstraints => AllowedTiers is not null || AllowedRegions is not null || RequiredTags is not null;

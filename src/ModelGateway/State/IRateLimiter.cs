@@ -47,6 +47,12 @@ internal sealed class KeyAdmission
     public double ReservedCost { get; init; }
     public long WindowSecond { get; init; }
     public bool HoldsConcurrencySlot { get; init; }
+
+    /// <summary>
+    /// The id this admission was booked under in Redis: made by the limiter, unique across replicas
+    /// and restarts (never the client's request id, which clients may repeat). Settling it twice has
+    /// the effect of settling it once.
+    /// </summary>
     public string? LeaseId { get; init; }
 
     /// <summary>
@@ -61,6 +67,12 @@ internal sealed class KeyAdmission
 
     /// <summary>True when a replica-local limiter answered because the shared store was unreachable.</summary>
     public bool Local { get; init; }
+
+    /// <summary>
+    /// The shared store did not answer this admission in time, so it may or may not have been applied
+    /// there: the settle reconciles it either way, by <see cref="LeaseId"/>.
+    /// </summary>
+    public bool Uncertain { get; init; }
 }
 
 /// <summary>The answer to a deployment's provider-limit check.</summary>

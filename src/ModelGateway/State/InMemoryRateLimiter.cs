@@ -14,10 +14,18 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
     private readonly ConcurrentDictionary<string, DeploymentCounters> _deployments = new(StringComparer.Ordinal);
 
     public ValueTask<KeyAdmission> AdmitAsync(CallerIdentity caller, string requestId, long estimatedTokens, double estimatedCost, CancellationToken cancellationToken)
+        => new(Admit(caller, estimatedTokens, estimatedCost, enforceBudgets: true));
+
+    /// <summary>
+    /// Admits against this process's counters. Without <paramref name="enforceBudgets"/> budgets are
+    /// left to the caller: the Redis limiter's fail-open path checks them against the spend it last
+    /// read from Redis, which these counters never see.
+    /// </summary>
+    internal KeyAdmission Admit(CallerIdentity caller, long estimatedTokens, double estimatedCost, bool enforceBudgets)
     {
         if (!caller.HasLimits || caller.KeyId is null)
         {
-            return new ValueTask<KeyAdmission>(KeyAdmission.Unlimited);
+            return KeyAdmission.Unlimited;
         }
 
         var counters = _keys.GetOrAdd(caller.KeyId, static _ => new KeyCounters());
@@ -36,11 +44,11 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
 
             ApiError? rejection = null;
             string? reason = null;
-            if (caller.DailyBudgetUsd is { } daily && counters.SpentDay >= daily)
+            if (enforceBudgets && caller.DailyBudgetUsd is { } daily && counters.SpentDay >= daily)
             {
                 (rejection, reason) = (Budget("daily", daily), "budget_daily");
             }
-            else if (caller.MonthlyBudgetUsd is { } monthly && counters.SpentMonth >= monthly)
+            else if (enforceBudgets && caller.MonthlyBudgetUsd is { } monthly && counters.SpentMonth >= monthly)
             {
                 (rejection, reason) = (Budget("monthly", monthly), "budget_monthly");
             }
@@ -68,7 +76,7 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
                 tokens += estimatedTokens;
             }
 
-            return new ValueTask<KeyAdmission>(new KeyAdmission
+            return new KeyAdmission
             {
                 Allowed = rejection is null,
                 Rejection = rejection,
@@ -83,7 +91,7 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
                 ReservedCost = rejection is null ? estimatedCost : 0,
                 WindowSecond = second,
                 HoldsConcurrencySlot = rejection is null,
-            });
+            };
         }
     }
 

@@ -19,6 +19,8 @@ internal sealed partial class KeyAuthenticator : IDisposable
     private readonly AdminOptions _admin;
     private readonly long _cacheTicks;
     private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _refreshing = new(StringComparer.Ordinal);
+    private long _generation;
     private static readonly CallerIdentity Master = new() { KeyId = "master", Name = "master", AllowSloOverride = true };
 
     private readonly Observability.GatewayMetrics _metrics;
@@ -61,8 +63,16 @@ internal sealed partial class KeyAuthenticator : IDisposable
         var hash = KeySecrets.Hash(secret);
         var now = _timeProvider.GetTimestamp();
         var cached = _cache.TryGetValue(hash, out var entry);
-        if (!cached || now > entry.ExpiresAt)
+        var waited = TimeSpan.Zero;
+        if (cached && now > entry.ExpiresAt)
         {
+            // Past its cache time: answer from the cache and read the key again beside the request, so a
+            // cached key never waits on the store (changes are pushed at once; the cache time is the fallback).
+            entry = Refresh(hash, entry, now);
+        }
+        else if (!cached)
+        {
+            var generation = Volatile.Read(ref _generation);
             VirtualKey? key;
             try
             {
@@ -71,17 +81,13 @@ internal sealed partial class KeyAuthenticator : IDisposable
             catch (KeyStoreUnavailableException)
             {
                 // A key seen before keeps working while the store is away; an unknown one cannot be checked.
-                if (!cached)
-                {
-                    _metrics.AuthenticationFailed("store_unavailable");
-                    return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true });
-                }
-
-                key = entry.Key;
+                _metrics.AuthenticationFailed("store_unavailable");
+                return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true });
             }
 
-            entry = new CacheEntry(key, key?.ToCaller(), now + (key is null ? (long)(NegativeCacheDuration.TotalSeconds * _timeProvider.TimestampFrequency) : _cacheTicks));
-            _cache[hash] = entry;
+            waited = _timeProvider.GetElapsedTime(now);
+            entry = NewEntry(key, now);
+            Store(hash, entry, generation);
         }
 
         if (entry.Key is null)
@@ -102,7 +108,70 @@ internal sealed partial class KeyAuthenticator : IDisposable
             return (null, InvalidKey(secret, "This API key has expired"));
         }
 
-        return (entry.Caller, null);
+        // The admission after this lookup may only wait what is left of the request's time on the store.
+        return (waited > TimeSpan.Zero && entry.Caller!.HasLimits ? entry.Caller.WithStoreWait(waited) : entry.Caller, null);
+    }
+
+    private CacheEntry NewEntry(VirtualKey? key, long now)
+        => new(key, key?.ToCaller(), now + (key is null ? (long)(NegativeCacheDuration.TotalSeconds * _timeProvider.TimestampFrequency) : _cacheTicks));
+
+    // A lookup that started before a key changed must not put the old record back: any change since
+    // it started (the generation moved) leaves the cache to the next lookup.
+    private void Store(string hash, CacheEntry entry, long generation)
+    {
+        if (Volatile.Read(ref _generation) == generation)
+        {
+            _cache[hash] = entry;
+        }
+    }
+
+    private CacheEntry Refresh(string hash, CacheEntry stale, long now)
+    {
+        if (!_refreshing.TryAdd(hash, 0))
+        {
+            return stale;
+        }
+
+        var generation = Volatile.Read(ref _generation);
+        ValueTask<VirtualKey?> lookup;
+        try
+        {
+            lookup = _store.FindByHashAsync(hash, CancellationToken.None);
+        }
+        catch (KeyStoreUnavailableException)
+        {
+            _refreshing.TryRemove(hash, out _);
+            return stale;
+        }
+
+        if (lookup.IsCompletedSuccessfully)
+        {
+            // An in-process store answers at once: use the fresh record for this request too.
+            _refreshing.TryRemove(hash, out _);
+            var entry = NewEntry(lookup.Result, now);
+            Store(hash, entry, generation);
+            return entry;
+        }
+
+        _ = CompleteRefreshAsync(hash, lookup, generation);
+        return stale;
+    }
+
+    private async Task CompleteRefreshAsync(string hash, ValueTask<VirtualKey?> lookup, long generation)
+    {
+        try
+        {
+            var key = await lookup.ConfigureAwait(false);
+            Store(hash, NewEntry(key, _timeProvider.GetTimestamp()), generation);
+        }
+        catch (KeyStoreUnavailableException)
+        {
+            // Still unreachable: the cached record keeps serving, and the next request tries again.
+        }
+        finally
+        {
+            _refreshing.TryRemove(hash, out _);
+        }
     }
 
     private static ApiError InvalidKey(string secret, string reason) => new(401, $"{reason}: {KeySecrets.Hint(secret)}.", "invalid_request_error", "invalid_api_key");
@@ -120,7 +189,11 @@ internal sealed partial class KeyAuthenticator : IDisposable
         return apiKey.Length > 0 ? apiKey.Trim() : null;
     }
 
-    private void Evict(string hash) => _cache.TryRemove(hash, out _);
+    private void Evict(string hash)
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.TryRemove(hash, out _);
+    }
 
     public void Dispose() => _store.Changed -= Evict;
 

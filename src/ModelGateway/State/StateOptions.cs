@@ -14,16 +14,32 @@ public enum RedisFailurePolicy
 }
 
 /// <summary>Where keys, limits and usage live (section <c>State</c>).</summary>
-public sealed class StateOptions
+public sealed class StateOptions : IValidatableObject
 {
     public const string Section = "State";
 
     /// <summary>StackExchange.Redis connection string (<c>redis:6379,password=...</c>). Empty: in-memory state for one replica.</summary>
     public string? Redis { get; set; }
 
-    /// <summary>How Redis calls fail fast: no request waits longer than this on Redis.</summary>
+    /// <summary>
+    /// The longest a request waits on Redis (plus <see cref="WaitMargin"/> of timer slack), whatever
+    /// the client library does underneath. A request whose call runs longer is answered by the
+    /// failure policy; Redis itself is declared down only when a health probe also goes unanswered.
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:30")]
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// How long a request's concurrency slot is held in Redis without being renewed: the replica
+    /// serving the request renews it every <see cref="LeaseRenewInterval"/>, so a slot outlives a
+    /// crashed replica by at most this long.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a replica renews the leases of the requests it is serving.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00")]
+    public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(3);
 
     public RedisFailurePolicy FailurePolicy { get; set; } = RedisFailurePolicy.FailOpen;
 
@@ -44,6 +60,31 @@ public sealed class StateOptions
     public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     public bool UsesRedis => !string.IsNullOrWhiteSpace(Redis);
+
+    /// <summary>
+    /// The slack on top of <see cref="CommandTimeout"/> that the documented bound allows: the timer
+    /// that ends a wait fires, and the request resumes, a little after the deadline.
+    /// </summary>
+    public static readonly TimeSpan WaitMargin = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// How long the health probe that follows a slow or failed command waits before Redis is declared
+    /// unreachable: one slow reply on a busy host is not an outage, a probe unanswered this long is.
+    /// </summary>
+    public TimeSpan OutageConfirmation => CommandTimeout * 4 > TimeSpan.FromSeconds(1) ? CommandTimeout * 4 : TimeSpan.FromSeconds(1);
+
+    /// <summary>Rules between settings, run by the source-generated validator after the ranges.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A renewal may itself wait up to CommandTimeout; with two renewals per lease, one lost or late
+        // renewal never lets a running request's slot expire.
+        if ((LeaseRenewInterval * 2) + CommandTimeout > LeaseDuration)
+        {
+            yield return new ValidationResult(
+                $"State:LeaseRenewInterval ({LeaseRenewInterval}) must be at most half of State:LeaseDuration ({LeaseDuration}) minus State:CommandTimeout ({CommandTimeout}), so one late renewal never frees a running request's slot.",
+                [nameof(LeaseRenewInterval)]);
+        }
+    }
 }
 
 /// <summary>How clients authenticate (section <c>Auth</c>).</summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 
@@ -6,11 +7,14 @@ namespace ModelGateway.Tests.Infrastructure;
 /// <summary>The gateway as its own OS process (<c>dotnet ModelGateway.dll</c>), for tests of several replicas.</summary>
 internal sealed class GatewayProcess : IAsyncDisposable
 {
+    private const int KeptLines = 2000;
     private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output;
 
-    private GatewayProcess(Process process, int port)
+    private GatewayProcess(Process process, int port, ConcurrentQueue<string> output)
     {
         _process = process;
+        _output = output;
         Port = port;
         Http = new HttpClient(new SocketsHttpHandler { ResponseDrainTimeout = TimeSpan.Zero }) { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(30) };
     }
@@ -18,6 +22,11 @@ internal sealed class GatewayProcess : IAsyncDisposable
     public int Port { get; }
 
     public HttpClient Http { get; }
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>The last lines the process wrote (its console log, when the test turned it on), to explain a failure.</summary>
+    public string Output => string.Join('\n', _output);
 
     public static async Task<GatewayProcess> StartAsync(string configPath, IDictionary<string, string> settings)
     {
@@ -31,18 +40,19 @@ internal sealed class GatewayProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        var output = new ConcurrentQueue<string>();
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, line) => Keep(output, line.Data);
+        process.ErrorDataReceived += (_, line) => Keep(output, line.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var gateway = new GatewayProcess(process, port);
+        var gateway = new GatewayProcess(process, port, output);
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < TimeSpan.FromSeconds(30))
         {
             if (process.HasExited)
             {
-                throw new InvalidOperationException($"the gateway process exited with code {process.ExitCode}");
+                throw new InvalidOperationException($"the gateway process exited with code {process.ExitCode}: {gateway.Output}");
             }
 
             try
@@ -65,15 +75,37 @@ internal sealed class GatewayProcess : IAsyncDisposable
         throw new InvalidOperationException("the gateway process did not become ready");
     }
 
-    public async ValueTask DisposeAsync()
+    private static void Keep(ConcurrentQueue<string> output, string? line)
     {
-        Http.Dispose();
+        if (line is null)
+        {
+            return;
+        }
+
+        output.Enqueue(line);
+        while (output.Count > KeptLines)
+        {
+            output.TryDequeue(out _);
+        }
+    }
+
+    /// <summary>SIGKILL, as a crashed pod or an OOM kill: no shutdown, nothing flushed, nothing released.</summary>
+    public async Task KillAsync()
+    {
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
         }
+    }
 
+    /// <summary>The Prometheus scrape, as text.</summary>
+    public Task<string> MetricsAsync() => Http.GetStringAsync("metrics");
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await KillAsync();
         _process.Dispose();
     }
 }

@@ -6,32 +6,45 @@ using StackExchange.Redis;
 namespace ModelGateway.Tests.Infrastructure;
 
 /// <summary>
-/// A real redis-server (the Debian package the test command installs) on a free loopback port, with
-/// no persistence. Tests stop and restart it to prove the gateway copes with Redis outages.
+/// A real redis-server (the Debian package the test command installs) on a free loopback port. By
+/// default with no persistence; <c>persistent</c> gives it an append-only file (fsync every second, as
+/// the docs tell operators to run it), so a restart keeps its data. Tests stop, restart, freeze and
+/// thaw it to prove the gateway copes with Redis outages.
 /// </summary>
 internal sealed class RedisServer : IAsyncDisposable
 {
+    private readonly string? _directory;
+    private string? _extraArguments;
     private Process? _process;
 
-    private RedisServer(int port)
+    private RedisServer(int port, bool persistent)
     {
         Port = port;
+        _directory = persistent ? Directory.CreateTempSubdirectory("modelgateway-redis-").FullName : null;
     }
 
     public int Port { get; }
 
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    public static async Task<RedisServer> StartAsync(string? extraArguments = null)
+    /// <summary>The server's process id while it runs, for tests that signal it.</summary>
+    public int ProcessId => _process?.Id ?? throw new InvalidOperationException("redis-server is not running");
+
+    public static async Task<RedisServer> StartAsync(string? extraArguments = null, bool persistent = false)
     {
-        var server = new RedisServer(FreePort());
+        var server = new RedisServer(FreePort(), persistent);
         await server.StartProcessAsync(extraArguments);
         return server;
     }
 
+    /// <summary>(Re)starts the server on its port; a persistent one reloads its append-only file.</summary>
     public async Task StartProcessAsync(string? extraArguments = null)
     {
-        var start = new ProcessStartInfo(Executable(), $"--port {Port} --bind 127.0.0.1 --save \"\" --appendonly no --protected-mode no {extraArguments}")
+        _extraArguments = extraArguments ?? _extraArguments;
+        var persistence = _directory is null
+            ? "--save \"\" --appendonly no"
+            : $"--save \"\" --appendonly yes --appendfsync everysec --dir {_directory}";
+        var start = new ProcessStartInfo(Executable(), $"--port {Port} --bind 127.0.0.1 {persistence} --protected-mode no {_extraArguments}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -58,7 +71,54 @@ internal sealed class RedisServer : IAsyncDisposable
         _process = null;
     }
 
-    public async ValueTask DisposeAsync() => await StopAsync();
+    /// <summary>
+    /// SIGSTOP: the server stops answering but its connections stay open and the kernel still accepts
+    /// new ones and buffers what is sent, as in a long GC-like pause, a failover or a stuck disk.
+    /// Commands sent meanwhile run when it is thawed.
+    /// </summary>
+    public Task FreezeAsync() => SignalAsync("STOP");
+
+    /// <summary>SIGCONT: the frozen server carries on, starting with the commands buffered while it was frozen.</summary>
+    public Task ThawAsync() => SignalAsync("CONT");
+
+    private async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {ProcessId}") { UseShellExecute = false })!;
+        await kill.WaitForExitAsync();
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {ProcessId} failed with {kill.ExitCode}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            // A frozen server ignores SIGTERM but not SIGKILL; thaw it anyway so nothing lingers stopped.
+            try
+            {
+                await ThawAsync();
+            }
+            catch (InvalidOperationException)
+            {
+                // Already gone.
+            }
+        }
+
+        await StopAsync();
+        if (_directory is not null)
+        {
+            try
+            {
+                Directory.Delete(_directory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Temp files; the OS cleans them.
+            }
+        }
+    }
 
     public static async Task WaitUntilAnsweringAsync(int port)
     {

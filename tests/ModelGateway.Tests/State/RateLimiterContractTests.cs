@@ -312,9 +312,11 @@ public sealed class RedisClusterCollection : ICollectionFixture<RedisClusterFixt
 
 internal static class RedisLimiters
 {
-    public static async Task<(RedisConnection, RedisRateLimiter)> ConnectAsync(string connectionString)
+    public static async Task<(RedisConnection, RedisRateLimiter)> ConnectAsync(string connectionString, Action<StateOptions>? configure = null)
     {
-        var options = Options.Create(new StateOptions { Redis = connectionString, CommandTimeout = TimeSpan.FromSeconds(2) });
+        var settings = new StateOptions { Redis = connectionString, CommandTimeout = TimeSpan.FromSeconds(2) };
+        configure?.Invoke(settings);
+        var options = Options.Create(settings);
         var connection = new RedisConnection(options, TimeProvider.System, NullLogger<RedisConnection>.Instance);
         await connection.StartAsync(CancellationToken.None);
 

@@ -17,7 +17,8 @@ public sealed class RedisOutageTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _upstream = await FakeUpstreamServer.StartAsync();
-        _redis = await RedisServer.StartAsync();
+        // Run as the docs tell operators to: with an append-only file, so a restart keeps keys and spend.
+        _redis = await RedisServer.StartAsync(persistent: true);
     }
 
     public async Task DisposeAsync()
@@ -26,7 +27,7 @@ public sealed class RedisOutageTests : IAsyncLifetime
         await _upstream.DisposeAsync();
     }
 
-    private Task<GatewayHost> StartGatewayAsync(string policy, string auth = "keys") => GatewayHost.StartAsync($$"""
+    private Task<GatewayHost> StartGatewayAsync(string policy, string auth = "keys", RedisServer? redis = null) => GatewayHost.StartAsync($$"""
         providers:
           - { name: p, kind: openai-compatible, baseUrl: "{{_upstream.OpenAIBaseUrl}}" }
         deployments:
@@ -35,7 +36,7 @@ public sealed class RedisOutageTests : IAsyncLifetime
           - { name: chat, targets: [d] }
         """, new Dictionary<string, string?>
         {
-            ["State:Redis"] = _redis.ConnectionString,
+            ["State:Redis"] = (redis ?? _redis).ConnectionString,
             ["State:FailurePolicy"] = policy,
             ["Auth:Mode"] = auth,
             ["Admin:MasterKey"] = MasterKey,
@@ -53,11 +54,14 @@ public sealed class RedisOutageTests : IAsyncLifetime
     private static Task<HttpResponseMessage> ChatAsync(GatewayHost gateway, string? key)
         => gateway.PostAsync("v1/chat/completions", """{"model":"chat","messages":[{"role":"user","content":"hi"}]}""", bearer: key);
 
-    private static async Task<string> ReadinessAsync(GatewayHost gateway)
+    private static async Task<string> ReadinessAsync(GatewayHost gateway) => (await RedisCheckAsync(gateway)).Status;
+
+    private static async Task<(string Status, string Description)> RedisCheckAsync(GatewayHost gateway)
     {
         using var response = await gateway.Http.GetAsync("healthz/ready");
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        return json.RootElement.GetProperty("checks").GetProperty("redis").GetProperty("status").GetString()!;
+        var check = json.RootElement.GetProperty("checks").GetProperty("redis");
+        return (check.GetProperty("status").GetString()!, check.TryGetProperty("description", out var description) ? description.GetString()! : string.Empty);
     }
 
     private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
@@ -102,7 +106,7 @@ public sealed class RedisOutageTests : IAsyncLifetime
         await _redis.StartProcessAsync();
         await EventuallyAsync(async () => await ReadinessAsync(gateway) == "healthy", "the gateway did not notice Redis was back");
 
-        // Back on Redis: the key was written to Redis before the outage, so a fresh lookup finds it again.
+        // Back on Redis: the key was written to Redis (and its append-only file) before the outage.
         using var after = await ChatAsync(gateway, key);
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
     }
@@ -156,5 +160,27 @@ public sealed class RedisOutageTests : IAsyncLifetime
             var body = await response.Content.ReadAsStringAsync();
             return body.Contains("\"requests\":3", StringComparison.Ordinal);
         }, "usage held during the outage was not written");
+    }
+
+    [Fact]
+    public async Task A_redis_that_comes_back_without_the_gateways_data_is_reported_not_served_silently()
+    {
+        // Redis as the issue found it: no persistence, so a restart empties it.
+        await using var bare = await RedisServer.StartAsync();
+        await using var gateway = await StartGatewayAsync("FailOpen", redis: bare);
+        var key = await CreateKeyAsync(gateway, """{"name":"lost","rpm":1000}""");
+        using (var before = await ChatAsync(gateway, key))
+        {
+            Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+        }
+
+        await bare.StopAsync();
+        await bare.StartProcessAsync();
+
+        // Readiness stays 200 (degraded) so the replica keeps serving what it can, and says why.
+        await EventuallyAsync(async () => (await RedisCheckAsync(gateway)).Description.Contains("without the gateway's data", StringComparison.Ordinal),
+            "the gateway did not report that Redis lost its data");
+        Assert.Equal("degraded", await ReadinessAsync(gateway));
+        Assert.Contains(gateway.Logs.Lines, line => line.StartsWith("Critical", StringComparison.Ordinal) && line.Contains("without the gateway's data", StringComparison.Ordinal));
     }
 }

@@ -5,7 +5,8 @@ namespace ModelGateway.State.Redis;
 
 /// <summary>
 /// Ready with Redis up. With Redis down: degraded under fail-open (the replica still serves, so it stays
-/// in the load balancer), unhealthy under fail-closed (keyed requests would be refused).
+/// in the load balancer), unhealthy under fail-closed (keyed requests would be refused). Degraded too,
+/// for a while, after Redis came back without the gateway's data, so someone looks.
 /// </summary>
 internal sealed class RedisHealthCheck(RedisConnection redis, IOptions<StateOptions> options) : IHealthCheck
 {
@@ -13,7 +14,9 @@ internal sealed class RedisHealthCheck(RedisConnection redis, IOptions<StateOpti
     {
         if (redis.IsAvailable)
         {
-            return Task.FromResult(HealthCheckResult.Healthy("Redis answers"));
+            return Task.FromResult(redis.DataLostRecently is { } at
+                ? HealthCheckResult.Degraded($"Redis answers, but came back without the gateway's data at {at:u} (keys, spend and usage before then are gone): restore it from its append-only file or a backup")
+                : HealthCheckResult.Healthy("Redis answers"));
         }
 
         return Task.FromResult(options.Value.FailurePolicy == RedisFailurePolicy.FailOpen

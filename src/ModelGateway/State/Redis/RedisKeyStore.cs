@@ -25,7 +25,26 @@ internal sealed class RedisKeyStore : IKeyStore
 
     public async ValueTask<VirtualKey?> FindByHashAsync(string hash, CancellationToken cancellationToken)
     {
-        var json = await RunAsync(db => db.StringGetAsync(HashKey(hash))).ConfigureAwait(false);
+        // On the request path (a key not in this replica's cache): bounded by State:CommandTimeout.
+        if (!_redis.IsAvailable)
+        {
+            throw new KeyStoreUnavailableException("Redis is unreachable");
+        }
+
+        var started = _redis.TimeProvider.GetTimestamp();
+        RedisValue json;
+        try
+        {
+            json = await _redis.WaitAsync(_redis.Database.StringGetAsync(HashKey(hash)), "key_lookup").ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            _redis.Metrics.Waited("key_lookup", _redis.TimeProvider.GetElapsedTime(started));
+            _redis.ReportFailure(ex);
+            throw new KeyStoreUnavailableException("Redis is unreachable", ex);
+        }
+
+        _redis.Metrics.Waited("key_lookup", _redis.TimeProvider.GetElapsedTime(started));
         return Read(json);
     }
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
 using ModelGateway.Forwarding;
 using StackExchange.Redis;
@@ -9,14 +10,16 @@ namespace ModelGateway.State.Redis;
 /// <summary>
 /// Usage totals in Redis, one hash per day (<c>{mg:usage}:yyyyMMdd</c>), so every replica adds to the
 /// same numbers. Increments are merged in memory and written every <c>State:UsageFlushInterval</c>
-/// (one script call per key, model and deployment seen, not one per request), on every query from
-/// this replica, and at shutdown. While Redis is unreachable they are held and written when it comes
-/// back: usage is never silently dropped. Budgets do not depend on this: the limiter settles spend
-/// per request.
+/// (one script call per flush, not one per request), on every query from this replica, and at
+/// shutdown. While Redis is unreachable they are held and written when it comes back: usage is never
+/// silently dropped, and never counted twice: each flush is a numbered batch, sent again unchanged
+/// until Redis has answered it, and Redis applies each replica's batch numbers once.
+/// Budgets do not depend on this: the limiter settles spend per request.
 /// </summary>
 internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAsyncDisposable
 {
     private const char Separator = '\u001f';
+    private const int MaxEntriesPerBatch = 256;
     private static readonly RedisKey Prefix = "{mg:usage}";
 
     private readonly RedisConnection _redis;
@@ -26,6 +29,14 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
     private readonly SemaphoreSlim _flushing = new(1, 1);
     private readonly TimeSpan _flushInterval;
     private readonly ITimer? _timer;
+
+    // This process's batches: a random id (restarts never reuse numbers) and the last number used.
+    private readonly string _replicaId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+    private long _sequence;
+
+    // The batch sent and not yet answered; only ever touched under _flushing. It goes again, as it is,
+    // before anything newer, so Redis sees each replica's numbers in order.
+    private UsageBatch? _unanswered;
 
     public RedisUsageStore(RedisConnection redis, IOptions<StateOptions> options, TimeProvider timeProvider, ILogger<RedisUsageStore> logger)
     {
@@ -42,31 +53,17 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
 
     private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples"];
 
-    public async ValueTask RecordAsync(GatewayRequest request, TimeSpan elapsed)
+    public ValueTask RecordAsync(GatewayRequest request, TimeSpan elapsed)
     {
         var key = UsageKeys.For(request, _timeProvider.GetUtcNow());
-        var dimensions = Dimensions(key);
-        var values = Values(request, elapsed);
-        if (_flushInterval > TimeSpan.Zero)
+        Hold(key.Day.ToString(CultureInfo.InvariantCulture), Dimensions(key), Values(request, elapsed));
+        if (_flushInterval == TimeSpan.Zero && _redis.IsAvailable)
         {
-            Hold(key.Day.ToString(CultureInfo.InvariantCulture), dimensions, values);
-            return;
+            // Written at once; concurrent requests' usage merges into the batch being written.
+            _ = FlushAsync(afterOutage: false);
         }
 
-        if (_redis.IsAvailable)
-        {
-            try
-            {
-                await WriteAsync(string.Empty, dimensions, values).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
-            {
-                _redis.ReportFailure(ex);
-            }
-        }
-
-        Hold(key.Day.ToString(CultureInfo.InvariantCulture), dimensions, values);
+        return default;
     }
 
     public async ValueTask<IReadOnlyList<UsageRow>> QueryAsync(UsageFilter filter, CancellationToken cancellationToken)
@@ -130,20 +127,6 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         return UsageKeys.ToRows(rows);
     }
 
-    private async Task WriteAsync(string day, string dimensions, double[] values)
-    {
-        var args = new RedisValue[2 + (Metrics.Length * 2)];
-        args[0] = day;
-        args[1] = dimensions;
-        for (var i = 0; i < Metrics.Length; i++)
-        {
-            args[2 + (i * 2)] = Metrics[i];
-            args[3 + (i * 2)] = values[i].ToString("R", CultureInfo.InvariantCulture);
-        }
-
-        await _redis.Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, [Prefix], args).ConfigureAwait(false);
-    }
-
     private void Hold(string day, string dimensions, double[] values)
     {
         while (true)
@@ -169,7 +152,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
 
     private void FlushOnTimer()
     {
-        if (!_pending.IsEmpty && _redis.IsAvailable)
+        if ((!_pending.IsEmpty || _unanswered is not null) && _redis.IsAvailable)
         {
             _ = FlushAsync(afterOutage: false);
         }
@@ -181,31 +164,21 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         try
         {
             var flushed = 0;
-            foreach (var key in _pending.Keys)
+            while ((_unanswered ??= NextBatch()) is { } batch)
             {
-                if (!_pending.TryRemove(key, out var pending))
-                {
-                    continue;
-                }
-
-                double[] values;
-                lock (pending)
-                {
-                    pending.Taken = true;
-                    values = pending.Values;
-                }
-
                 try
                 {
-                    await WriteAsync(key.Day, key.Dimensions, values).ConfigureAwait(false);
-                    flushed++;
+                    await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, [Prefix], batch.Arguments), "usage").ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is RedisException or TimeoutException)
                 {
-                    Hold(key.Day, key.Dimensions, values);
+                    // Kept as it is, number and all: if Redis did apply it, sending it again is a no-op.
                     _redis.ReportFailure(ex);
                     break;
                 }
+
+                _unanswered = null;
+                flushed += batch.Entries;
             }
 
             if (flushed > 0 && afterOutage)
@@ -223,6 +196,52 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         }
     }
 
+    // Takes up to MaxEntriesPerBatch merged totals into the next numbered batch; null when nothing waits.
+    private UsageBatch? NextBatch()
+    {
+        List<(string Day, string Dimensions, double[] Values)>? entries = null;
+        foreach (var key in _pending.Keys)
+        {
+            if (!_pending.TryRemove(key, out var pending))
+            {
+                continue;
+            }
+
+            lock (pending)
+            {
+                pending.Taken = true;
+            }
+
+            (entries ??= []).Add((key.Day, key.Dimensions, pending.Values));
+            if (entries.Count == MaxEntriesPerBatch)
+            {
+                break;
+            }
+        }
+
+        if (entries is null)
+        {
+            return null;
+        }
+
+        var args = new RedisValue[3 + (entries.Count * (2 + Metrics.Length))];
+        args[0] = _replicaId;
+        args[1] = ++_sequence;
+        args[2] = entries.Count;
+        var at = 3;
+        foreach (var (day, dimensions, values) in entries)
+        {
+            args[at++] = day;
+            args[at++] = dimensions;
+            foreach (var value in values)
+            {
+                args[at++] = value.ToString("R", CultureInfo.InvariantCulture);
+            }
+        }
+
+        return new UsageBatch(args, entries.Count);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_timer is not null)
@@ -230,7 +249,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
             await _timer.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (!_pending.IsEmpty && _redis.IsAvailable)
+        if ((!_pending.IsEmpty || _unanswered is not null) && _redis.IsAvailable)
         {
             await FlushAsync(afterOutage: false).ConfigureAwait(false);
         }
@@ -242,6 +261,9 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         public readonly double[] Values = new double[Metrics.Length];
         public bool Taken;
     }
+
+    /// <summary>One numbered flush, as the script reads it.</summary>
+    private sealed record UsageBatch(RedisValue[] Arguments, int Entries);
 
     private static string Dimensions(in UsageKey key)
         => string.Join(Separator, Clean(key.KeyId), Clean(key.KeyName), Clean(key.Team), Clean(key.Model), Clean(key.Deployment));
