@@ -21,7 +21,6 @@ internal enum StreamEnd
 internal sealed record StreamResult(StreamEnd End, int Status, int Events, string? ErrorCode, string Detail);
 
 /// <summary>Chat requests as SDKs send them, and reading streams to their end.</summary>
-[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal static class ChatCalls
 {
     public static HttpRequestMessage Chat(string model, bool stream, string? bearer = null)
