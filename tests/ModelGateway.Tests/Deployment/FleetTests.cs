@@ -21,14 +21,22 @@ public sealed class FleetTests(FleetFixture fleet, ITestOutputHelper output) : I
     {
         var (key, _) = await fleet.CreateKeyAsync("""{"name":"rolling"}""");
         var clock = Stopwatch.StartNew();
-        await using var load = SteadyLoad.Start(fleet.Balancer.Http, "chat", key, plainClients: 4, streamClients: 2, clock);
+        await using var load = SteadyLoad.Start(fleet.Balancer.Http, "chat", key, plainClients: 3, streamClients: 2, clock);
         await Task.Delay(TimeSpan.FromSeconds(1));
 
-        foreach (var replica in fleet.Replicas)
+        // As a Deployment rolls with maxSurge 1: each step starts a new pod and stops an old one at once;
+        // the old one leaves the rotation by its readiness, the new one joins by its readiness.
+        for (var i = 0; i < fleet.Replicas.Length; i++)
         {
-            var exitCode = await replica.StopAsync(TimeSpan.FromSeconds(30));
-            Assert.True(exitCode == 0, $"replica {replica.Name} exited with {exitCode}:\n{replica.OutputText}");
-            await replica.StartProcessAsync();
+            var old = fleet.Replicas[i];
+            var next = await GatewayReplica.CreateAsync($"{old.Name}-next", fleet.Environment);
+            fleet.Balancer.Watch(next);
+            var exitCode = old.StopAsync(TimeSpan.FromSeconds(30));
+            await next.StartProcessAsync();
+            Assert.True(await exitCode == 0, $"replica {old.Name} exited with {await exitCode}:\n{old.OutputText}");
+            fleet.Balancer.Forget(old);
+            fleet.Replicas[i] = next;
+            await old.DisposeAsync();
             await fleet.Balancer.WaitForRotationAsync(fleet.Replicas.Select(r => r.Port), TimeSpan.FromSeconds(10));
         }
 
@@ -82,25 +90,27 @@ public sealed class FleetTests(FleetFixture fleet, ITestOutputHelper output) : I
         var (key, _) = await fleet.CreateKeyAsync("""{"name":"kill"}""");
         var clock = Stopwatch.StartNew();
         var victim = fleet.Replicas[0];
-        TimeSpan killedAt;
+        TimeSpan killedAt, deadAt;
         IReadOnlyList<LoadOutcome> outcomes;
-        await using (var load = SteadyLoad.Start(fleet.Balancer.Http, "chat", key, plainClients: 4, streamClients: 2, clock))
+        await using (var load = SteadyLoad.Start(fleet.Balancer.Http, "chat", key, plainClients: 3, streamClients: 2, clock))
         {
             await Task.Delay(TimeSpan.FromSeconds(1.5));
             killedAt = clock.Elapsed;
             await victim.KillHardAsync();
+            deadAt = clock.Elapsed;
             await Task.Delay(TimeSpan.FromSeconds(2));
             outcomes = await load.StopAsync();
         }
 
         var failed = outcomes.Where(o => !o.Ok).ToList();
-        output.WriteLine($"SIGKILL at {killedAt.TotalSeconds:0.00} s: {outcomes.Count(o => o.Ok)} ok, {failed.Count} failed ("
+        output.WriteLine($"SIGKILL at {killedAt.TotalSeconds:0.00} s, process gone at {deadAt.TotalSeconds:0.00} s: {outcomes.Count(o => o.Ok)} ok, {failed.Count} failed ("
             + string.Join("; ", failed.Select(o => $"{(o.Streamed ? "stream" : "plain")} {o.End} {o.Status} started {o.StartedAt.TotalSeconds:0.00}s")) + ")");
 
-        // Only requests already running when the process died can fail (the kernel closes its sockets a
-        // moment after the signal); everything sent after goes to the survivors.
-        Assert.All(failed, o => Assert.True(o.StartedAt < killedAt + TimeSpan.FromMilliseconds(250), $"a request started at {o.StartedAt} after the kill at {killedAt} failed: {o.Detail}"));
-        Assert.True(failed.Count <= 6, $"{failed.Count} requests failed, more than were in flight");
+        // Only requests already running when the process died can fail; everything sent after goes to
+        // the survivors. (A request nginx sends on a kept-alive connection in the moment the kernel
+        // takes to close the dead process's sockets is in flight on it too: nginx does not resend a POST.)
+        Assert.All(failed, o => Assert.True(o.StartedAt < deadAt + TimeSpan.FromMilliseconds(100), $"a request started at {o.StartedAt} after the process was gone at {deadAt} failed: {o.Detail}"));
+        Assert.True(failed.Count <= 5, $"{failed.Count} requests failed, more than were in flight");
         Assert.Contains(outcomes, o => o.Ok && o.StartedAt > killedAt + TimeSpan.FromSeconds(1));
         Assert.All(failed.Where(o => o.Streamed), o => Assert.NotEqual(StreamEnd.Done, o.End));
 
@@ -140,6 +150,9 @@ public sealed class FleetFixture : IAsyncLifetime
 
     internal GatewayReplica[] Replicas { get; private set; } = [];
 
+    /// <summary>What every replica's environment holds (the pod template's env).</summary>
+    internal IReadOnlyDictionary<string, string> Environment { get; private set; } = new Dictionary<string, string>();
+
     internal NginxBalancer Balancer { get; private set; } = null!;
 
     internal static string RoutingYaml(FakeUpstreamServer upstream, string? extraRoute = null) => $$"""
@@ -162,7 +175,7 @@ public sealed class FleetFixture : IAsyncLifetime
         Routing = ConfigMapVolume.Create("routing.yaml", RoutingYaml(Upstream));
 
         // What the ha overlay sets, with a shorter delay: nginx here follows readiness within 100 ms.
-        var environment = new Dictionary<string, string>
+        Environment = new Dictionary<string, string>
         {
             ["MODELGATEWAY_CONFIG"] = Routing.PathOf("routing.yaml"),
             ["MODELGATEWAY_MASTER_KEY"] = MasterKey,
@@ -175,7 +188,7 @@ public sealed class FleetFixture : IAsyncLifetime
             ["Shutdown__Grace"] = "00:00:20",
             ["Observability__AccessLog"] = "false",
         };
-        Replicas = await Task.WhenAll(Enumerable.Range(0, 3).Select(i => GatewayReplica.StartAsync($"replica-{i}", environment)));
+        Replicas = await Task.WhenAll(Enumerable.Range(0, 3).Select(i => GatewayReplica.StartAsync($"replica-{i}", Environment)));
         Balancer = await NginxBalancer.StartAsync(Replicas);
     }
 

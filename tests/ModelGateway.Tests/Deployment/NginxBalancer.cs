@@ -17,7 +17,7 @@ internal sealed class NginxBalancer : IAsyncDisposable
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
 
     private readonly string _directory;
-    private readonly IReadOnlyList<GatewayReplica> _replicas;
+    private readonly List<GatewayReplica> _replicas;
     private readonly CancellationTokenSource _stop = new();
     private readonly HttpClient _probe = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero }) { Timeout = TimeSpan.FromSeconds(2) };
     private readonly Process _nginx;
@@ -25,7 +25,7 @@ internal sealed class NginxBalancer : IAsyncDisposable
     private int[] _inRotation;
     private int _reloads;
 
-    private NginxBalancer(string directory, int port, IReadOnlyList<GatewayReplica> replicas, Process nginx, int[] inRotation)
+    private NginxBalancer(string directory, int port, List<GatewayReplica> replicas, Process nginx, int[] inRotation)
     {
         _directory = directory;
         Port = port;
@@ -78,7 +78,7 @@ internal sealed class NginxBalancer : IAsyncDisposable
         nginx.ErrorDataReceived += (_, _) => { };
         nginx.BeginOutputReadLine();
         nginx.BeginErrorReadLine();
-        var balancer = new NginxBalancer(directory, port, replicas, nginx, ports);
+        var balancer = new NginxBalancer(directory, port, [.. replicas], nginx, ports);
         var clock = Stopwatch.StartNew();
         while (true)
         {
@@ -98,6 +98,24 @@ internal sealed class NginxBalancer : IAsyncDisposable
 
         balancer._controller = balancer.ControlAsync();
         return balancer;
+    }
+
+    /// <summary>Starts watching a replica (a new pod): it joins the rotation once it is ready.</summary>
+    public void Watch(GatewayReplica replica)
+    {
+        lock (_replicas)
+        {
+            _replicas.Add(replica);
+        }
+    }
+
+    /// <summary>Stops watching a replica (a deleted pod).</summary>
+    public void Forget(GatewayReplica replica)
+    {
+        lock (_replicas)
+        {
+            _replicas.Remove(replica);
+        }
     }
 
     /// <summary>Waits until nginx sends to exactly <paramref name="ports"/>.</summary>
@@ -123,7 +141,13 @@ internal sealed class NginxBalancer : IAsyncDisposable
         while (!_stop.IsCancellationRequested)
         {
             var ready = new List<int>();
-            foreach (var replica in _replicas)
+            GatewayReplica[] watched;
+            lock (_replicas)
+            {
+                watched = [.. _replicas];
+            }
+
+            foreach (var replica in watched)
             {
                 try
                 {

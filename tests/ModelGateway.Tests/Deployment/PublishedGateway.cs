@@ -153,10 +153,14 @@ internal sealed class GatewayReplica : IAsyncDisposable
     /// </summary>
     public static async Task<GatewayReplica> StartAsync(string name, IReadOnlyDictionary<string, string> environment, bool unprivileged = false, int? port = null)
     {
-        var replica = new GatewayReplica(name, await PublishedGateway.FolderAsync(), port ?? RedisServer.FreePort(), environment, unprivileged);
+        var replica = await CreateAsync(name, environment, unprivileged, port);
         await replica.StartProcessAsync();
         return replica;
     }
+
+    /// <summary>A replica not started yet (<see cref="StartProcessAsync"/> starts it): a load balancer can watch it come up.</summary>
+    public static async Task<GatewayReplica> CreateAsync(string name, IReadOnlyDictionary<string, string> environment, bool unprivileged = false, int? port = null)
+        => new(name, await PublishedGateway.FolderAsync(), port ?? RedisServer.FreePort(), environment, unprivileged);
 
     public HttpClient NewClient() => new(new SocketsHttpHandler { ResponseDrainTimeout = TimeSpan.Zero, UseCookies = false, PooledConnectionLifetime = TimeSpan.FromSeconds(30) })
     {

@@ -62,7 +62,7 @@ internal sealed class SteadyLoad : IAsyncDisposable
 
             try
             {
-                await Task.Delay(20, _stop.Token);
+                await Task.Delay(50, _stop.Token);
             }
             catch (OperationCanceledException)
             {
