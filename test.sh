@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the .NET SDK:
-# installs the servers the tests start themselves (Redis, Prometheus, Chromium), builds, runs every test.
+# installs the servers and tools the tests start themselves (Redis, Prometheus, Chromium, nginx, kubectl),
+# builds, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(redis-server redis-tools prometheus chromium)
+packages=(redis-server redis-tools prometheus chromium nginx)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+# kubectl renders the Kustomize overlays; the machines ship one, a bare Debian gets Debian's.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages the tests start on loopback ports)..."
   sudo_cmd=""
@@ -16,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages would start system services; the tests run their own instances on random ports.
-  for service in redis-server prometheus; do
+  for service in redis-server prometheus nginx; do
     $sudo_cmd systemctl stop "$service" >/dev/null 2>&1 || $sudo_cmd service "$service" stop >/dev/null 2>&1 || true
   done
 fi

@@ -8,6 +8,7 @@ using ModelGateway.Admin;
 using ModelGateway.Configuration;
 using ModelGateway.Endpoints;
 using ModelGateway.Forwarding;
+using ModelGateway.Hosting;
 using ModelGateway.Observability;
 using ModelGateway.Providers;
 using ModelGateway.Resilience;
@@ -128,7 +129,7 @@ public static class GatewayApplication
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
-        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>(static (host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
+        services.AddGracefulDrain(configuration);
         services.AddOptions<ObservabilityOptions>().Bind(configuration.GetSection(ObservabilityOptions.Section));
         services.AddMetrics();
         services.AddProviders();

@@ -49,10 +49,6 @@ public sealed class GatewayOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:00:05")]
     public TimeSpan StreamAbortGrace { get; set; } = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>On shutdown, how long requests in flight (streams included) may run on before they are aborted.</summary>
-    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
-    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
-
     /// <summary>Share of traffic that retries and failovers may add, per replica.</summary>
     [Range(0.0, 10.0)]
     public double RetryBudgetRatio { get; set; } = 0.2;

@@ -70,8 +70,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
             try
             {
                 text = File.ReadAllText(path);
-                var info = new FileInfo(path);
-                _seen = (info.Length, info.LastWriteTimeUtc);
+                _seen = Stamp(path);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -115,13 +114,13 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
             string text;
             try
             {
-                var info = new FileInfo(path);
-                if (!info.Exists)
+                var seen = Stamp(path);
+                if (seen.Length < 0)
                 {
                     return Refuse(path, [new ConfigError("$", "the routing file is gone; still serving the last good version")]);
                 }
 
-                _seen = (info.Length, info.LastWriteTimeUtc);
+                _seen = seen;
                 text = await File.ReadAllTextAsync(path).ConfigureAwait(false);
             }
             catch (IOException ex)
@@ -206,8 +205,7 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         var path = Path!;
         try
         {
-            var info = new FileInfo(path);
-            var seen = info.Exists ? (info.Length, info.LastWriteTimeUtc) : (-1L, DateTime.MinValue);
+            var seen = Stamp(path);
             if (seen != _seen)
             {
                 _seen = seen;
@@ -246,11 +244,24 @@ internal sealed partial class RoutingConfigManager : IHostedService, IDisposable
         var stamps = new (long, DateTime)[files.Length];
         for (var i = 0; i < files.Length; i++)
         {
-            var info = new FileInfo(files[i]);
-            stamps[i] = info.Exists ? (info.Length, info.LastWriteTimeUtc) : (-1, DateTime.MinValue);
+            stamps[i] = Stamp(files[i]);
         }
 
         return stamps;
+    }
+
+    // Kubernetes mounts ConfigMap and Secret files as symlinks through "..data", and an update swaps
+    // that link: FileInfo describes the link itself, which never changes, so describe the file it
+    // resolves to.
+    private static (long Length, DateTime Written) Stamp(string path)
+    {
+        FileSystemInfo info = new FileInfo(path);
+        if (info.Exists && info.LinkTarget is not null)
+        {
+            info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+        }
+
+        return info is FileInfo { Exists: true } file ? (file.Length, file.LastWriteTimeUtc) : (-1, DateTime.MinValue);
     }
 
     private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
+using ModelGateway.Hosting;
 using ModelGateway.Observability;
 using ModelGateway.Protocols;
 using ModelGateway.Resilience;
@@ -28,6 +29,7 @@ internal sealed partial class CompletionHandler(
     GatewayTracing tracing,
     GatewayTraffic traffic,
     AccessLog accessLog,
+    GracefulDrain drain,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
     ILogger<CompletionHandler> logger)
@@ -149,6 +151,7 @@ internal sealed partial class CompletionHandler(
         var route = request.Route!;
         using var deadline = new CancellationTokenSource(route.Resilience.TotalTimeout, timeProvider);
         await using var aborted = context.RequestAborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline).ConfigureAwait(false);
+        await using var graceOver = drain.GraceOver.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline).ConfigureAwait(false);
         var cancellationToken = deadline.Token;
 
         AttemptOutcome outcome;
@@ -158,7 +161,7 @@ internal sealed partial class CompletionHandler(
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
         {
-            await FailAsync(request, ApiError.GatewayTimeout($"No deployment answered within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.")).ConfigureAwait(false);
+            await FailAsync(request, drain.IsGraceOver ? drain.CutShort() : ApiError.GatewayTimeout($"No deployment answered within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.")).ConfigureAwait(false);
             return;
         }
 
@@ -201,10 +204,9 @@ internal sealed partial class CompletionHandler(
             }
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
             {
-                await ResponseRelay.FailStreamAsync(context,
-                    new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout"),
-                    timeProvider, _options).ConfigureAwait(false);
-                request.ErrorCode = "total_timeout";
+                var cut = drain.IsGraceOver ? drain.CutShort() : new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout");
+                await ResponseRelay.FailStreamAsync(context, cut, timeProvider, _options).ConfigureAwait(false);
+                request.ErrorCode = cut.Code;
             }
 
             if (!request.StreamCompleted)

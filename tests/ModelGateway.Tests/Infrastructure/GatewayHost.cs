@@ -66,6 +66,9 @@ internal sealed class GatewayHost : IAsyncDisposable
                 ["Serilog:MinimumLevel:Default"] = "Information",
                 ["Observability:ConsoleLog"] = "false",
                 ["Auth:Mode"] = "none",
+
+                // Nothing balances load across in-process hosts: stop at once instead of waiting for one.
+                ["Shutdown:Delay"] = "00:00:00",
             };
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
             {
