@@ -67,7 +67,10 @@ internal static class Dashboard
             }
 
             context.HttpContext.Response.Headers.WWWAuthenticate = "Basic realm=\"ModelGateway\", charset=\"UTF-8\"";
-            await new ApiError(401, "The ops page needs the master key (user name anything, password the master key).", "invalid_request_error", "invalid_api_key").WriteAsync(context.HttpContext);
+            await new ApiError(401, "The ops page needs the master key (user name anything, password the master key).", "invalid_request_error", "invalid_api_key")
+            {
+                LogReason = header.Length == 0 ? "missing_key" : "wrong_master_key",
+            }.WriteAsync(context.HttpContext);
             return null;
         }
 
