@@ -63,7 +63,7 @@ internal sealed partial class CatalogBuilder(
         var defaultWindow = ParseDuration(defaults.LatencyWindow, "defaults.latencyWindow", errors, positive: true) ?? TimeSpan.FromMinutes(5);
 
         var secretFiles = new List<string>();
-        var providers = BuildProviders(document.Providers, errors, warnings, secretFiles);
+        var providers = BuildProviders(document.Providers, document.FromEnvironment, errors, warnings, secretFiles);
         var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);
         if (errors.Count > 0)
@@ -113,7 +113,7 @@ internal sealed partial class CatalogBuilder(
         _ => new OpenAIProviderClient(provider, forwarder, httpClients.Get(provider.ConnectTimeout)),
     };
 
-    private static Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
+    private static Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, IReadOnlySet<string> fromEnvironment, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
     {
         var result = new Dictionary<string, ProviderEndpoint>(StringComparer.Ordinal);
         if (documents is null || documents.Count == 0)
@@ -157,7 +157,7 @@ internal sealed partial class CatalogBuilder(
                 errors.Add(new(path + ".baseUrl", "a simulated provider has no URL"));
             }
 
-            var apiKey = ResolveSecret(doc.ApiKey, path + ".apiKey", errors, warnings, secretFiles);
+            var apiKey = ResolveSecret(doc.ApiKey, path + ".apiKey", fromEnvironment, errors, warnings, secretFiles);
             if (apiKey is null && doc.ApiKey is null && kind is ProviderKind.OpenAI or ProviderKind.AzureOpenAI)
             {
                 errors.Add(new(path + ".apiKey", "required for this kind (e.g. env:OPENAI_API_KEY)"));
@@ -180,7 +180,7 @@ internal sealed partial class CatalogBuilder(
                         continue;
                     }
 
-                    if (ResolveSecret(value, headerPath, errors, warnings, secretFiles) is { } secret)
+                    if (ResolveSecret(value, headerPath, fromEnvironment, errors, warnings, secretFiles) is { } secret)
                     {
                         headers.Add(new(header, secret));
                     }
@@ -894,8 +894,11 @@ internal sealed partial class CatalogBuilder(
         }
     }
 
-    /// <summary>Resolves <c>env:NAME</c>, <c>file:/path</c> or a literal value. Errors never include the secret.</summary>
-    private static Secret? ResolveSecret(string? reference, string path, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
+    /// <summary>
+    /// Resolves <c>env:NAME</c>, <c>file:/path</c> or a value (literal, or expanded from <c>${NAME}</c>
+    /// by the loader). Errors never include the secret.
+    /// </summary>
+    private static Secret? ResolveSecret(string? reference, string path, IReadOnlySet<string> fromEnvironment, List<ConfigError> errors, List<ConfigError> warnings, List<string> secretFiles)
     {
         if (reference is null)
         {
@@ -937,7 +940,11 @@ internal sealed partial class CatalogBuilder(
             }
         }
 
-        warnings.Add(new(path, "a literal secret in the routing file; prefer env:NAME or file:/path"));
+        if (!fromEnvironment.Contains(path))
+        {
+            warnings.Add(new(path, "a literal secret in the routing file; prefer env:NAME, ${NAME} or file:/path"));
+        }
+
         return new Secret(reference);
     }
 }

@@ -449,6 +449,13 @@ internal static partial class RequestParser
         };
     }
 
+    /// <summary>Throws <see cref="InvalidOperationException"/> (a 400 in TryParse) when the short string's escapes are not text.</summary>
+    private static void CheckUnescapes(in Utf8JsonReader reader)
+    {
+        Span<char> buffer = stackalloc char[MaxModelNameLength];
+        _ = Unescaped(in reader, buffer, out _);
+    }
+
     private static bool IsNonEmptyArray(Utf8JsonReader reader)
     {
         // A copy of the reader looks one token ahead without moving the caller's.

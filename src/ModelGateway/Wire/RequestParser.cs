@@ -104,6 +104,12 @@ internal static partial class RequestParser
                         problem = new($"'model' is longer than {MaxModelNameLength} characters.", "model");
                         return false;
                     }
+
+                    if (reader.ValueIsEscaped)
+                    {
+                        // Routing and error messages unescape the name later: find a bad escape now, as a 400.
+                        CheckUnescapes(in reader);
+                    }
                 }
                 else if (reader.ValueTextEquals("messages"u8))
                 {
