@@ -55,7 +55,9 @@ internal sealed class MasterKeyFilter(IOptions<AdminOptions> options) : IEndpoin
             {
                 LogReason = presented.Length == 0 ? "missing_key" : "wrong_master_key",
             }.WriteAsync(context.HttpContext);
-            return null;
+
+            // Results.Empty, not null: a null result is serialised as JSON onto the 401 already sent, and throws.
+            return Results.Empty;
         }
 
         return await next(context);

@@ -71,7 +71,9 @@ internal static class Dashboard
             {
                 LogReason = header.Length == 0 ? "missing_key" : "wrong_master_key",
             }.WriteAsync(context.HttpContext);
-            return null;
+
+            // Results.Empty, not null: a null result is serialised as JSON onto the 401 already sent, and throws.
+            return Results.Empty;
         }
 
         private static string? BasicPassword(string parameter)
