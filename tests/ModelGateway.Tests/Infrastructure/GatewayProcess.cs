@@ -19,7 +19,8 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public HttpClient Http { get; }
 
-    public static async Task<GatewayProcess> StartAsync(string configPath, IDictionary<string, string> settings)
+    /// <summary>Starts the gateway; <paramref name="environment"/> adds variables to the process's own environment.</summary>
+    public static async Task<GatewayProcess> StartAsync(string configPath, IDictionary<string, string> settings, IDictionary<string, string>? environment = null)
     {
         var port = RedisServer.FreePort();
         var gatewayDll = typeof(GatewayApplication).Assembly.Location;
@@ -31,6 +32,11 @@ internal sealed class GatewayProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
