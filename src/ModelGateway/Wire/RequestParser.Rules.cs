@@ -467,16 +467,27 @@ internal static partial class RequestParser
     {
         // A read-only view (no ref), so the compiler knows the buffer cannot escape into the reader.
         // Unescaped text is never longer, in UTF-16 code units, than its raw UTF-8 bytes.
-        if (reader.ValueSpan.Length <= buffer.Length)
+        try
         {
-            length = reader.CopyString(buffer);
-            return buffer[..length];
-        }
+            if (reader.ValueSpan.Length <= buffer.Length)
+            {
+                length = reader.CopyString(buffer);
+                return buffer[..length];
+            }
 
-        var text = reader.GetString() ?? string.Empty;
-        length = text.Length;
-        return text;
+            var text = reader.GetString() ?? string.Empty;
+            length = text.Length;
+            return text;
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The bytes are valid UTF-8 (checked first), so only a \u escape of a lone surrogate gets here.
+            throw new InvalidEscapeException(ex);
+        }
     }
+
+    /// <summary>A string's <c>\u</c> escapes do not make text; TryParse answers it with a 400.</summary>
+    private sealed class InvalidEscapeException(Exception inner) : Exception("A JSON string escapes a lone surrogate.", inner);
 
     private static bool InvalidValue(ref Utf8JsonReader reader, string param, string supported, out RequestProblem problem)
     {

@@ -361,9 +361,9 @@ internal static partial class RequestParser
                 : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
             return false;
         }
-        catch (InvalidOperationException)
+        catch (InvalidEscapeException)
         {
-            // Unescaping a string whose \u escapes are a lone surrogate: well-formed JSON, but not text.
+            // A string whose \u escapes are a lone surrogate: well-formed JSON, but not text.
             problem = new("We could not parse the JSON body of your request: a string holds a \\u escape of a lone surrogate, which is not valid Unicode.", null, "invalid_unicode");
             return false;
         }
