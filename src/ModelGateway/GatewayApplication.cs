@@ -65,6 +65,7 @@ public static class GatewayApplication
             {
                 levels.Configure(logger);
                 logger.Enrich.FromLogContext();
+                logger.Filter.ByExcluding(StartupFailure.IsReportedByProgram);
                 if (consoleLog)
                 {
                     // Async, so a request never waits on the console's write. When the console (or the
@@ -84,6 +85,7 @@ public static class GatewayApplication
         var app = builder.Build();
         ObserveLiveState(app.Services);
         app.UseMiddleware<RequestIdMiddleware>();
+        app.UseMiddleware<AccessLogMiddleware>();
         app.UseMiddleware<ErrorShapeMiddleware>();
         app.UseMiddleware<KeyAuthenticationMiddleware>();
         app.MapOpenAIEndpoints();

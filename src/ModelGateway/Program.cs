@@ -1,5 +1,4 @@
 using ModelGateway;
-using ModelGateway.Configuration;
 
 try
 {
@@ -7,20 +6,9 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (ConfigurationLoadException ex)
+catch (Exception ex) when (StartupFailure.TryDescribe(ex, out var message))
 {
-    // Admins fix the file from this message: print it plainly, not only inside a JSON log line.
-    await Console.Error.WriteLineAsync(ex.Message);
-    return 1;
-}
-catch (Microsoft.Extensions.Options.OptionsValidationException ex)
-{
-    await Console.Error.WriteLineAsync("Invalid gateway settings: " + string.Join("; ", ex.Failures));
-    return 1;
-}
-catch (InvalidOperationException ex) when (ex.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal))
-{
-    // A setting of the wrong type (e.g. "5s" where a TimeSpan like 00:00:05 is expected).
-    await Console.Error.WriteLineAsync("Invalid gateway settings: " + ex.Message + (ex.InnerException is null ? string.Empty : " " + ex.InnerException.Message));
+    // Admins fix the file or the setting from this message: print it plainly, on its own, and fail.
+    await Console.Error.WriteLineAsync(message);
     return 1;
 }

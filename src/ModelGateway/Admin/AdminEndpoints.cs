@@ -51,8 +51,13 @@ internal sealed class MasterKeyFilter(IOptions<AdminOptions> options) : IEndpoin
         var presented = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : string.Empty;
         if (presented.Length == 0 || !KeySecrets.Equal(presented, options.Value.MasterKey!))
         {
-            await new ApiError(401, "The admin API needs the master key: Authorization: Bearer <master key>.", "invalid_request_error", "invalid_api_key").WriteAsync(context.HttpContext);
-            return null;
+            await new ApiError(401, "The admin API needs the master key: Authorization: Bearer <master key>.", "invalid_request_error", "invalid_api_key")
+            {
+                LogReason = presented.Length == 0 ? "missing_key" : "wrong_master_key",
+            }.WriteAsync(context.HttpContext);
+
+            // Results.Empty, not null: a null result is serialised as JSON onto the 401 already sent, and throws.
+            return Results.Empty;
         }
 
         return await next(context);

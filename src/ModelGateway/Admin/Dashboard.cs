@@ -67,8 +67,13 @@ internal static class Dashboard
             }
 
             context.HttpContext.Response.Headers.WWWAuthenticate = "Basic realm=\"ModelGateway\", charset=\"UTF-8\"";
-            await new ApiError(401, "The ops page needs the master key (user name anything, password the master key).", "invalid_request_error", "invalid_api_key").WriteAsync(context.HttpContext);
-            return null;
+            await new ApiError(401, "The ops page needs the master key (user name anything, password the master key).", "invalid_request_error", "invalid_api_key")
+            {
+                LogReason = header.Length == 0 ? "missing_key" : "wrong_master_key",
+            }.WriteAsync(context.HttpContext);
+
+            // Results.Empty, not null: a null result is serialised as JSON onto the 401 already sent, and throws.
+            return Results.Empty;
         }
 
         private static string? BasicPassword(string parameter)

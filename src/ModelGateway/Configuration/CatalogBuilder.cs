@@ -58,7 +58,7 @@ internal sealed partial class CatalogBuilder(
         var defaultBreaker = MergeBreaker(DefaultBreaker, defaults.CircuitBreaker, "defaults.circuitBreaker", errors);
         var defaultWindow = ParseDuration(defaults.LatencyWindow, "defaults.latencyWindow", errors, positive: true) ?? TimeSpan.FromMinutes(5);
 
-        var context = new ConfigContext(errors, warnings);
+        var context = new ConfigContext(errors, warnings) { FromEnvironment = document.FromEnvironment };
         var providers = BuildProviders(document.Providers, context);
         var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);

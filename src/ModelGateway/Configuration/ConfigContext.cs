@@ -15,6 +15,9 @@ internal sealed class ConfigContext(List<ConfigError> errors, List<ConfigError> 
 
     public List<string> SecretFiles { get; } = [];
 
+    /// <summary>Paths whose value came from <c>${NAME}</c> expansion: a secret there is not a literal in the file.</summary>
+    public IReadOnlySet<string> FromEnvironment { get; init; } = new HashSet<string>();
+
     public void Error(string path, string message) => Errors.Add(new(path, message));
 
     public void Warning(string path, string message) => Warnings.Add(new(path, message));
@@ -71,7 +74,11 @@ internal sealed class ConfigContext(List<ConfigError> errors, List<ConfigError> 
             }
         }
 
-        Warning(path, "a literal secret in the routing file; prefer env:NAME or file:/path");
+        if (!FromEnvironment.Contains(path))
+        {
+            Warning(path, "a literal secret in the routing file; prefer env:NAME, ${NAME} or file:/path");
+        }
+
         return new Secret(reference);
     }
 }

@@ -14,6 +14,10 @@ public sealed class RoutingConfigDocument
     public List<ProviderDocument>? Providers { get; set; }
     public List<DeploymentDocument>? Deployments { get; set; }
     public List<RouteDocument>? Routes { get; set; }
+
+    /// <summary>Paths of the values the loader took from the environment (<c>${NAME}</c>); not a field of the file.</summary>
+    [JsonIgnore]
+    internal IReadOnlySet<string> FromEnvironment { get; set; } = new HashSet<string>();
 }
 
 /// <summary>Settings every route and deployment inherits unless it overrides them.</summary>

@@ -10,20 +10,32 @@ namespace ModelGateway.Configuration;
 internal static class RoutingConfigLoader
 {
     /// <summary>Parses the file. Syntax and type errors come back as errors with their path, never as exceptions.</summary>
-    public static RoutingConfigDocument? Parse(string text, out List<ConfigError> errors)
+    public static RoutingConfigDocument? Parse(string text, out List<ConfigError> errors) => Parse(text, Environment.GetEnvironmentVariable, out errors);
+
+    /// <summary>
+    /// Parses the file, expanding <c>${NAME}</c> and <c>${NAME:-default}</c> in its values from
+    /// <paramref name="environment"/> (see <see cref="EnvironmentExpansion"/>).
+    /// </summary>
+    public static RoutingConfigDocument? Parse(string text, Func<string, string?> environment, out List<ConfigError> errors)
     {
         errors = [];
         byte[] json;
+        // Files without a reference (most) take the plain path: no paths built, nothing copied.
+        var expansion = EnvironmentExpansion.Applies(text) ? new Expansion(environment, errors) : null;
         var trimmed = text.AsSpan().TrimStart();
         if (trimmed.Length > 0 && trimmed[0] == '{')
         {
             json = Encoding.UTF8.GetBytes(text);
+            if (expansion is not null)
+            {
+                json = ExpandJson(json, expansion);
+            }
         }
         else
         {
             try
             {
-                json = YamlToJson(text);
+                json = YamlToJson(text, expansion);
             }
             catch (YamlException ex)
             {
@@ -37,12 +49,22 @@ internal static class RoutingConfigLoader
             }
         }
 
+        if (errors.Count > 0)
+        {
+            // Every unset variable and malformed reference, each with its path, in one report.
+            return null;
+        }
+
         try
         {
             var document = JsonSerializer.Deserialize(json, RoutingConfigJsonContext.Default.RoutingConfigDocument);
             if (document is null)
             {
                 errors.Add(new ConfigError("$", "the file is empty"));
+            }
+            else if (expansion is not null)
+            {
+                document.FromEnvironment = expansion.Paths;
             }
 
             return document;
@@ -92,7 +114,7 @@ internal static class RoutingConfigLoader
         return path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
     }
 
-    private static byte[] YamlToJson(string text)
+    private static byte[] YamlToJson(string text, Expansion? expansion)
     {
         var stream = new YamlStream();
         stream.Load(new StringReader(text));
@@ -109,14 +131,15 @@ internal static class RoutingConfigLoader
             }
             else
             {
-                WriteNode(writer, stream.Documents[0].RootNode);
+                WriteNode(writer, stream.Documents[0].RootNode, expansion, string.Empty);
             }
         }
 
         return buffer.ToArray();
     }
 
-    private static void WriteNode(Utf8JsonWriter writer, YamlNode node)
+    // path is the field's path as errors name it (providers[0].baseUrl); built only while expanding.
+    private static void WriteNode(Utf8JsonWriter writer, YamlNode node, Expansion? expansion, string path)
     {
         switch (node)
         {
@@ -130,22 +153,22 @@ internal static class RoutingConfigLoader
                     }
 
                     writer.WritePropertyName(name);
-                    WriteNode(writer, value);
+                    WriteNode(writer, value, expansion, expansion is null ? path : path.Length == 0 ? name : $"{path}.{name}");
                 }
 
                 writer.WriteEndObject();
                 break;
             case YamlSequenceNode sequence:
                 writer.WriteStartArray();
-                foreach (var child in sequence.Children)
+                for (var i = 0; i < sequence.Children.Count; i++)
                 {
-                    WriteNode(writer, child);
+                    WriteNode(writer, sequence.Children[i], expansion, expansion is null ? path : $"{path}[{i}]");
                 }
 
                 writer.WriteEndArray();
                 break;
             case YamlScalarNode scalar:
-                WriteScalar(writer, scalar);
+                WriteScalar(writer, scalar, expansion, path);
                 break;
             default:
                 throw new YamlException(node.Start, node.End, "aliases and tags are not supported in the routing file");
@@ -153,9 +176,16 @@ internal static class RoutingConfigLoader
     }
 
     // YAML 1.2 core schema: unquoted scalars may be null, booleans or numbers; quoted ones are strings.
-    private static void WriteScalar(Utf8JsonWriter writer, YamlScalarNode scalar)
+    // A value from the environment is typed as if it had been written in its place: quote the
+    // reference ("${ORG_ID}") to keep digits as text.
+    private static void WriteScalar(Utf8JsonWriter writer, YamlScalarNode scalar, Expansion? expansion, string path)
     {
         var value = scalar.Value ?? string.Empty;
+        if (expansion is not null && EnvironmentExpansion.Applies(value))
+        {
+            value = expansion.Expand(value, path);
+        }
+
         if (scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted or ScalarStyle.Literal or ScalarStyle.Folded)
         {
             writer.WriteStringValue(value);
@@ -186,6 +216,84 @@ internal static class RoutingConfigLoader
         else
         {
             writer.WriteStringValue(value);
+        }
+    }
+
+    // A JSON routing file: string values are expanded and stay strings. A file that does not parse is
+    // returned as it is, so the deserializer reports the syntax error with its position as usual.
+    private static byte[] ExpandJson(byte[] json, Expansion expansion)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException)
+        {
+            return json;
+        }
+
+        using (document)
+        {
+            using var buffer = new MemoryStream(json.Length + 256);
+            using (var writer = new Utf8JsonWriter(buffer))
+            {
+                WriteExpanded(writer, document.RootElement, expansion, string.Empty);
+            }
+
+            return buffer.ToArray();
+        }
+    }
+
+    private static void WriteExpanded(Utf8JsonWriter writer, JsonElement element, Expansion expansion, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                writer.WriteStartObject();
+                foreach (var property in element.EnumerateObject())
+                {
+                    writer.WritePropertyName(property.Name);
+                    WriteExpanded(writer, property.Value, expansion, path.Length == 0 ? property.Name : $"{path}.{property.Name}");
+                }
+
+                writer.WriteEndObject();
+                break;
+            case JsonValueKind.Array:
+                writer.WriteStartArray();
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    WriteExpanded(writer, item, expansion, $"{path}[{index++}]");
+                }
+
+                writer.WriteEndArray();
+                break;
+            case JsonValueKind.String when element.GetString() is { } text && EnvironmentExpansion.Applies(text):
+                writer.WriteStringValue(expansion.Expand(text, path));
+                break;
+            default:
+                element.WriteTo(writer);
+                break;
+        }
+    }
+
+    /// <summary>One load's expansion: where the variables come from, the errors, and which paths took a value.</summary>
+    private sealed class Expansion(Func<string, string?> environment, List<ConfigError> errors)
+    {
+        public HashSet<string> Paths { get; } = new(StringComparer.Ordinal);
+
+        // On an error the raw text stays in place; the load fails anyway with every error listed.
+        public string Expand(string value, string path)
+        {
+            var expanded = EnvironmentExpansion.Expand(value, path, environment, errors);
+            if (expanded is null)
+            {
+                return value;
+            }
+
+            Paths.Add(path);
+            return expanded;
         }
     }
 

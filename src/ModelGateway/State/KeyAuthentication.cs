@@ -52,7 +52,7 @@ internal sealed partial class KeyAuthenticator : IDisposable
             _metrics.AuthenticationFailed("missing_key");
             return (null, new ApiError(401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error", null));
+                "invalid_request_error", null) { LogReason = "missing_key" });
         }
 
         if (_admin.MasterKey is { Length: > 0 } master && KeySecrets.Equal(secret, master))
@@ -82,7 +82,7 @@ internal sealed partial class KeyAuthenticator : IDisposable
             {
                 // A key seen before keeps working while the store is away; an unknown one cannot be checked.
                 _metrics.AuthenticationFailed("store_unavailable");
-                return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true });
+                return (null, ApiError.Unavailable("The key store is unreachable, so this key cannot be checked; try again shortly.", "key_store_unavailable", TimeSpan.FromSeconds(1)) with { ShouldRetry = true, LogReason = "store_unavailable" });
             }
 
             waited = _timeProvider.GetElapsedTime(now);
@@ -93,19 +93,19 @@ internal sealed partial class KeyAuthenticator : IDisposable
         if (entry.Key is null)
         {
             _metrics.AuthenticationFailed("unknown_key");
-            return (null, InvalidKey(secret, "Incorrect API key provided"));
+            return (null, InvalidKey(secret, "Incorrect API key provided", "unknown_key"));
         }
 
         if (entry.Key.RevokedAt is not null)
         {
             _metrics.AuthenticationFailed("revoked_key");
-            return (null, InvalidKey(secret, "This API key has been revoked"));
+            return (null, InvalidKey(secret, "This API key has been revoked", "revoked_key"));
         }
 
         if (entry.Key.ExpiresAt is { } expires && expires <= _timeProvider.GetUtcNow())
         {
             _metrics.AuthenticationFailed("expired_key");
-            return (null, InvalidKey(secret, "This API key has expired"));
+            return (null, InvalidKey(secret, "This API key has expired", "expired_key"));
         }
 
         // The admission after this lookup may only wait what is left of the request's time on the store.
@@ -174,7 +174,9 @@ internal sealed partial class KeyAuthenticator : IDisposable
         }
     }
 
-    private static ApiError InvalidKey(string secret, string reason) => new(401, $"{reason}: {KeySecrets.Hint(secret)}.", "invalid_request_error", "invalid_api_key");
+    // logReason names the refusal for the access log; the hint of the key stays in the client's answer only.
+    private static ApiError InvalidKey(string secret, string message, string logReason)
+        => new(401, $"{message}: {KeySecrets.Hint(secret)}.", "invalid_request_error", "invalid_api_key") { LogReason = logReason };
 
     private static string? ReadSecret(HttpRequest request)
     {

@@ -17,6 +17,12 @@ internal sealed record ApiError(int Status, string Message, string Type, string?
     /// <summary>Written as <c>x-should-retry</c> so SDK retries do not multiply the gateway's own.</summary>
     public bool? ShouldRetry { get; init; }
 
+    /// <summary>
+    /// Why the request was refused, for the access log only (e.g. <c>revoked_key</c> behind a 401):
+    /// never sent to the client, and never key material.
+    /// </summary>
+    public string? LogReason { get; init; }
+
     public static ApiError BadRequest(in RequestProblem problem) => new(400, problem.Message, "invalid_request_error", problem.Code, problem.Param);
 
     public static ApiError BadRequest(string message, string? code = null, string? param = null) => new(400, message, "invalid_request_error", code, param);
@@ -57,6 +63,8 @@ internal sealed record ApiError(int Status, string Message, string Type, string?
     /// <summary>Writes the error as the whole response. The response must not have started.</summary>
     public Task WriteAsync(HttpContext context)
     {
+        // The access log reads the error a request was answered with from here, whoever wrote it.
+        context.Features.Set(this);
         var response = context.Response;
         response.StatusCode = Status;
         response.ContentType = "application/json";

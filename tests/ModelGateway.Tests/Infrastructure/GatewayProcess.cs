@@ -28,7 +28,8 @@ internal sealed class GatewayProcess : IAsyncDisposable
     /// <summary>The last lines the process wrote (its console log, when the test turned it on), to explain a failure.</summary>
     public string Output => string.Join('\n', _output);
 
-    public static async Task<GatewayProcess> StartAsync(string configPath, IDictionary<string, string> settings)
+    /// <summary>Starts the gateway; <paramref name="environment"/> adds variables to the process's own environment.</summary>
+    public static async Task<GatewayProcess> StartAsync(string configPath, IDictionary<string, string> settings, IDictionary<string, string>? environment = null)
     {
         var port = RedisServer.FreePort();
         var gatewayDll = typeof(GatewayApplication).Assembly.Location;
@@ -40,6 +41,11 @@ internal sealed class GatewayProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         var output = new ConcurrentQueue<string>();
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, line) => Keep(output, line.Data);

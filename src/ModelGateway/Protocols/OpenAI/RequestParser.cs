@@ -5,7 +5,7 @@ using ModelGateway.Wire;
 namespace ModelGateway.Protocols.OpenAI;
 
 /// <summary>Reads and validates an OpenAI request body without building a DOM.</summary>
-internal static class RequestParser
+internal static partial class RequestParser
 {
     public const int MaxModelNameLength = RequestModel.MaxLength;
 
@@ -14,6 +14,11 @@ internal static class RequestParser
         info = default;
         info.N = 1;
         problem = default;
+        if (!IsValidUtf8(body, out problem))
+        {
+            return false;
+        }
+
         var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = maxDepth, CommentHandling = JsonCommentHandling.Disallow });
         var sawMessages = false;
         var sawInput = false;
@@ -48,6 +53,12 @@ internal static class RequestParser
                     {
                         problem = new($"'model' is longer than {MaxModelNameLength} characters.", "model");
                         return false;
+                    }
+
+                    if (reader.ValueIsEscaped)
+                    {
+                        // Routing and error messages unescape the name later: find a bad escape now, as a 400.
+                        CheckUnescapes(in reader);
                     }
                 }
                 else if (reader.ValueTextEquals("messages"u8))
@@ -194,7 +205,8 @@ internal static class RequestParser
                 }
                 else if (reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("functions"u8))
                 {
-                    var name = reader.ValueTextEquals("tools"u8) ? "tools" : "functions";
+                    var isTools = reader.ValueTextEquals("tools"u8);
+                    var name = isTools ? "tools" : "functions";
                     reader.Read();
                     if (reader.TokenType == JsonTokenType.Null)
                     {
@@ -208,10 +220,57 @@ internal static class RequestParser
 
                     // Tool definitions are sent to the model as text, so they count towards the input.
                     var start = reader.TokenStartIndex;
-                    reader.Skip();
-                    var length = reader.BytesConsumed - start;
-                    info.TextBytes += length;
-                    info.HasTools |= length > 2;
+                    var any = false;
+                    if (isTools)
+                    {
+                        if (!ReadTools(ref reader, out any, out problem))
+                        {
+                            return false;
+                        }
+                    }
+                    else
+                    {
+                        reader.Skip();
+                        any = reader.BytesConsumed - start > 2;
+                    }
+
+                    info.TextBytes += reader.BytesConsumed - start;
+                    info.HasTools |= any;
+                }
+                else if (reader.ValueTextEquals("tool_choice"u8))
+                {
+                    if (!ReadToolChoice(ref reader, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("stop"u8))
+                {
+                    if (!ReadStop(ref reader, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("logit_bias"u8))
+                {
+                    if (!ReadLogitBias(ref reader, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("top_logprobs"u8))
+                {
+                    if (!ReadBoundedNumber(ref reader, "top_logprobs", 0, 20, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("encoding_format"u8) && operation == Operation.Embeddings)
+                {
+                    if (!ReadEncodingFormat(ref reader, out problem))
+                    {
+                        return false;
+                    }
                 }
                 else if (reader.ValueTextEquals("response_format"u8))
                 {
@@ -252,6 +311,12 @@ internal static class RequestParser
                 : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
             return false;
         }
+        catch (InvalidEscapeException)
+        {
+            // A string whose \u escapes are a lone surrogate: well-formed JSON, but not text.
+            problem = new("We could not parse the JSON body of your request: a string holds a \\u escape of a lone surrogate, which is not valid Unicode.", null, "invalid_unicode");
+            return false;
+        }
 
         if (info.ModelLength == 0)
         {
@@ -284,6 +349,12 @@ internal static class RequestParser
             return false;
         }
 
+        if (info.StreamOptionsPresent && !info.Stream)
+        {
+            problem = new("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options", "invalid_value");
+            return false;
+        }
+
         return true;
     }
 
@@ -291,6 +362,7 @@ internal static class RequestParser
     {
         problem = default;
         var index = 0;
+        var answeringToolCalls = false;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
             if (reader.TokenType != JsonTokenType.StartObject)
@@ -298,7 +370,7 @@ internal static class RequestParser
                 return TypeError($"messages[{index}]", "an object", ref reader, out problem);
             }
 
-            var hasRole = false;
+            var message = default(MessageFacts);
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 if (reader.ValueTextEquals("role"u8))
@@ -309,7 +381,10 @@ internal static class RequestParser
                         return TypeError($"messages[{index}].role", "a string", ref reader, out problem);
                     }
 
-                    hasRole = true;
+                    if (!ReadRole(ref reader, index, out message.Role, out problem))
+                    {
+                        return false;
+                    }
                 }
                 else if (reader.ValueTextEquals("content"u8))
                 {
@@ -318,15 +393,17 @@ internal static class RequestParser
                     {
                         case JsonTokenType.String:
                             info.TextBytes += reader.ValueSpan.Length;
+                            message.Content = ContentState.Present;
                             break;
                         case JsonTokenType.StartArray:
-                            if (!ReadContentParts(ref reader, ref info, index, out problem))
+                            if (!ReadContentParts(ref reader, ref info, index, ref message, out problem))
                             {
                                 return false;
                             }
 
                             break;
                         case JsonTokenType.Null:
+                            message.Content = ContentState.Null;
                             break;
                         default:
                             return TypeError($"messages[{index}].content", "a string or an array of content parts", ref reader, out problem);
@@ -338,6 +415,10 @@ internal static class RequestParser
                     if (reader.TokenType == JsonTokenType.String)
                     {
                         info.TextBytes += reader.ValueSpan.Length;
+                        if (!CheckMessageName(ref reader, index, out problem))
+                        {
+                            return false;
+                        }
                     }
                     else
                     {
@@ -347,16 +428,25 @@ internal static class RequestParser
                 else
                 {
                     // tool_calls, tool_call_id, refusal, audio...: count their raw size as text.
+                    var isToolCallId = reader.ValueTextEquals("tool_call_id"u8);
+                    var isToolCalls = reader.ValueTextEquals("tool_calls"u8);
                     reader.Read();
+                    message.HasToolCallId |= isToolCallId && reader.TokenType == JsonTokenType.String;
+                    message.HasToolCalls |= isToolCalls && IsNonEmptyArray(reader);
                     var start = reader.TokenStartIndex;
                     reader.Skip();
                     info.TextBytes += reader.BytesConsumed - start;
                 }
             }
 
-            if (!hasRole)
+            if (message.Role == MessageRole.None)
             {
                 problem = new($"Missing required parameter: 'messages[{index}].role'.", $"messages[{index}].role", "missing_required_parameter");
+                return false;
+            }
+
+            if (!CheckMessage(in message, index, ref answeringToolCalls, out problem))
+            {
                 return false;
             }
 
@@ -368,7 +458,7 @@ internal static class RequestParser
         return true;
     }
 
-    private static bool ReadContentParts(ref Utf8JsonReader reader, ref RequestInfo info, int messageIndex, out RequestProblem problem)
+    private static bool ReadContentParts(ref Utf8JsonReader reader, ref RequestInfo info, int messageIndex, ref MessageFacts message, out RequestProblem problem)
     {
         problem = default;
         var part = 0;
@@ -379,14 +469,26 @@ internal static class RequestParser
                 return TypeError($"messages[{messageIndex}].content[{part}]", "an object", ref reader, out problem);
             }
 
+            var type = PartType.None;
+            var hasText = false;
+            var hasImage = false;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                if (reader.ValueTextEquals("text"u8))
+                if (reader.ValueTextEquals("type"u8))
+                {
+                    reader.Read();
+                    if (!ReadPartType(ref reader, messageIndex, part, out type, out problem))
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("text"u8))
                 {
                     reader.Read();
                     if (reader.TokenType == JsonTokenType.String)
                     {
                         info.TextBytes += reader.ValueSpan.Length;
+                        hasText = true;
                     }
                     else
                     {
@@ -396,6 +498,8 @@ internal static class RequestParser
                 else if (reader.ValueTextEquals("image_url"u8))
                 {
                     info.ImageCount++;
+                    message.Images++;
+                    hasImage = true;
                     reader.Read();
                     reader.Skip();
                 }
@@ -406,9 +510,15 @@ internal static class RequestParser
                 }
             }
 
+            if (!CheckPart(type, hasText, hasImage, messageIndex, part, out problem))
+            {
+                return false;
+            }
+
             part++;
         }
 
+        message.Content = part == 0 ? ContentState.EmptyArray : ContentState.Present;
         return true;
     }
 

@@ -81,6 +81,39 @@ public sealed class RequestParserTests
         Assert.Equal(param, problem.Param);
     }
 
+    [Theory]
+    [InlineData("""{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":"hi"}]}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"get_time","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"sunny"},{"role":"tool","tool_call_id":"c2","content":[{"type":"text","text":"noon"}]},{"role":"assistant","content":"Sunny at noon."}]}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","function_call":{"name":"f","arguments":"{}"}},{"role":"function","name":"f","content":"42"}]}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","name":"ada_lovelace-1","content":[{"type":"text","text":"hi"},{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}},{"type":"file","file":{"file_id":"f1"}}]}]}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"assistant","content":[{"type":"refusal","refusal":"no"}]},{"role":"user","content":"ok"}]}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"custom","custom":{"name":"grammar"}},{"type":"function","function":{"name":"a_b-C9"}}],"tool_choice":{"type":"function","function":{"name":"a_b-C9"}}}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":"END","logit_bias":{"50256":-100,"1":100},"tool_choice":"required","top_logprobs":20,"logprobs":true}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d"],"stream":true,"stream_options":{"include_usage":true}}""")]
+    [InlineData("""{"model":"m","messages":[{"role":"us\u0065r","content":"caf\u00e9 \ud83d\ude00"}],"stop":null,"logit_bias":null,"tool_choice":null}""")]
+    public void Accepts_what_openai_accepts(string json)
+    {
+        Assert.True(RequestParser.TryParse(Encoding.UTF8.GetBytes(json), Operation.ChatCompletions, 64, out _, out var problem), problem.Message);
+    }
+
+    [Fact]
+    public void Valid_multibyte_utf8_of_every_length_is_accepted()
+    {
+        var info = Parse("""{"model":"m","messages":[{"role":"user","content":"é € 😀 中文"}]}""");
+
+        Assert.Equal(1, info.MessageCount);
+    }
+
+    [Fact]
+    public void Tool_definitions_still_count_as_input_and_mark_the_request_as_using_tools()
+    {
+        const string tools = """[{"type":"function","function":{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object"}}}]""";
+        var info = Parse($$"""{"model":"m","tools":{{tools}},"messages":[{"role":"user","content":"hi"}]}""");
+
+        Assert.True(info.HasTools);
+        Assert.True(info.TextBytes >= tools.Length);
+    }
+
     [Fact]
     public void Streams_cannot_be_asked_of_embeddings()
     {
