@@ -4,6 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using ModelGateway.Canonical;
 using ModelGateway.Configuration;
+using ModelGateway.Protocols;
 using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Observability;
 using ModelGateway.Resilience;
@@ -106,6 +107,10 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                     failure = await PumpDecodedAsync(writer, outcome, encoder, stream, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
                     originalId ??= (encoder as OpenAIStreamEncoder)?.Id is { } id ? JsonLiteral.Encode(id) : null;
                 }
+                else if (request.Protocol.NamedEvents is { } named)
+                {
+                    failure = await PumpNamedAsync(writer, outcome, named, stream, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                }
                 else
                 {
                     failure = await PumpAsync(writer, outcome, stream, text, rewriteId ? originalId : null, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
@@ -120,6 +125,13 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                     if (encoder is not null)
                     {
                         encoder.Complete(writer);
+                    }
+                    else if (request.Protocol.NamedEvents is { } named)
+                    {
+                        if (!stream.TerminalSeen)
+                        {
+                            named.WriteMissingEnd(writer, stream.Usage, stream.FinishReason);
+                        }
                     }
                     else
                     {
@@ -248,6 +260,73 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             return stream.Finished >= expectedChoices
+                ? null
+                : StreamError($"The upstream sent nothing for {Durations.Format(idleTimeout)}; the answer is incomplete.", "stream_idle_timeout");
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException)
+        {
+            return StreamError("The upstream connection broke mid-stream; the answer is incomplete.", "stream_interrupted");
+        }
+    }
+
+    // Relays a named-event stream (Anthropic Messages, Responses) byte for byte until its terminal event
+    // (null) or a break (the error to report). The outcome's reader starts on its first event.
+    private async ValueTask<ApiError?> PumpNamedAsync(
+        PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream,
+        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+    {
+        var events = outcome.Events!;
+        try
+        {
+            while (true)
+            {
+                if (!inspector.TryInspect(events.EventName, events.Data, out var facts))
+                {
+                    return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
+                }
+
+                if (facts.IsError)
+                {
+                    return StreamError("The upstream reported an error mid-stream; the answer is incomplete.", "upstream_error");
+                }
+
+                stream.Observe(facts);
+                if (!events.EventName.IsEmpty)
+                {
+                    writer.Write("event: "u8);
+                    writer.Write(events.EventName);
+                    writer.Write("\n"u8);
+                }
+
+                writer.Write(DataPrefix);
+                writer.Write(events.Data);
+                writer.Write(EventEnd);
+                if (facts.IsTerminal)
+                {
+                    return null;
+                }
+
+                while (!events.TryReadEvent())
+                {
+                    var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    if (flush.IsCompleted || flush.IsCanceled)
+                    {
+                        throw new OperationCanceledException(cancellationToken);
+                    }
+
+                    idle.CancelAfter(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
+                    if (!await events.FillAsync(idle.Token).ConfigureAwait(false))
+                    {
+                        return stream.Finished >= 1
+                            ? null
+                            : StreamError("The upstream closed the stream before the answer was complete.", "stream_truncated");
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return stream.Finished >= 1
                 ? null
                 : StreamError($"The upstream sent nothing for {Durations.Format(idleTimeout)}; the answer is incomplete.", "stream_idle_timeout");
         }
@@ -475,6 +554,29 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
             SawToolCalls |= facts.HasToolCalls;
             _outputBytes += facts.OutputTextBytes;
+            if (facts.HasUsage)
+            {
+                UsageSeen = true;
+                _reported = facts.Usage;
+            }
+        }
+
+        /// <summary>True once a named-event stream's terminal event went out.</summary>
+        public bool TerminalSeen { get; private set; }
+
+        /// <summary>Tracks a pass-through named-event stream.</summary>
+        public void Observe(in NamedEventFacts facts)
+        {
+            Events++;
+            _outputBytes += facts.OutputBytes;
+            SawToolCalls |= facts.StartsToolCall;
+            TerminalSeen |= facts.IsTerminal;
+            if (facts.Finish != Canonical.FinishReason.None)
+            {
+                Finished = 1;
+                FinishReason = facts.Finish;
+            }
+
             if (facts.HasUsage)
             {
                 UsageSeen = true;

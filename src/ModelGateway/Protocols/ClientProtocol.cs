@@ -32,6 +32,16 @@ internal abstract class ClientProtocol
     /// <summary>Writes a whole canonical answer as this API's non-streamed body.</summary>
     public abstract void WriteResponse(GatewayRequest request, ChatResponse response, string model, long created, IBufferWriter<byte> output);
 
+    /// <summary>
+    /// For protocols whose streams name their events: what the pass-through relay reads them with.
+    /// Null for OpenAI chat, whose <c>data:</c>-only chunks the relay reads with its own tuned loop.
+    /// </summary>
+    public virtual NamedEventInspector? NamedEvents => null;
+
+    /// <summary>What a whole pass-through body says (usage, finish, an error object); false when it is not this wire.</summary>
+    public virtual bool TryInspectBody(ReadOnlySpan<byte> body, out Protocols.OpenAI.ResponseFacts facts)
+        => Protocols.OpenAI.ResponseInspector.TryInspect(body, out facts);
+
     /// <summary>Writes an error as this API's whole response (status, headers, body).</summary>
     public virtual Task WriteErrorAsync(HttpContext context, ApiError error) => error.WriteAsync(context);
 

@@ -30,6 +30,9 @@ internal interface IProviderAdapterFactory
     /// <summary>What deployments of this kind may declare; anything else is a configuration error.</summary>
     Capabilities Supports { get; }
 
+    /// <summary>Whether the provider takes image and document URLs as they are (OpenAI, Azure, Anthropic) or needs bytes.</summary>
+    bool TakesMediaUrls { get; }
+
     /// <summary>What a deployment that declares nothing can do.</summary>
     Capabilities DefaultCapabilities { get; }
 

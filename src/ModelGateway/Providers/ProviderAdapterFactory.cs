@@ -30,6 +30,8 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
 
     public virtual Capabilities DefaultCapabilities => Capabilities.Chat;
 
+    public virtual bool TakesMediaUrls => true;
+
     public object? CompileSettings(ProviderDocument document, string path, ConfigContext context)
     {
         if (!TakesApiVersion)
@@ -63,8 +65,11 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
 }
 
 /// <summary>What every adapter is built from, resolved once from DI.</summary>
-internal sealed class ProviderServices(UpstreamForwarder forwarder, UpstreamHttpClients httpClients, TimeProvider timeProvider, IOptions<GatewayOptions> options)
+internal sealed class ProviderServices(UpstreamForwarder forwarder, UpstreamHttpClients httpClients, TimeProvider timeProvider, IOptions<GatewayOptions> options, Media.IMediaFetcher mediaFetcher)
 {
+    /// <summary>Fetches client URLs for providers that need bytes (off unless an admin allows it).</summary>
+    public Media.IMediaFetcher MediaFetcher { get; } = mediaFetcher;
+
     public UpstreamForwarder Forwarder { get; } = forwarder;
 
     public UpstreamHttpClients HttpClients { get; } = httpClients;

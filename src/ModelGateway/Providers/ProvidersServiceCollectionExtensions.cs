@@ -15,6 +15,7 @@ internal static class ProvidersServiceCollectionExtensions
         services.AddHttpForwarder();
         services.TryAddSingleton<UpstreamHttpClients>();
         services.TryAddSingleton<UpstreamForwarder>();
+        services.TryAddSingleton<Media.IMediaFetcher, Media.NoMediaFetcher>();
         services.TryAddSingleton<ProviderServices>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAIFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAICompatibleFactory>());

@@ -4,6 +4,7 @@ using ModelGateway.Canonical;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Observability;
+using ModelGateway.Protocols;
 using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
 using ModelGateway.Providers.OpenAI;
@@ -385,7 +386,7 @@ internal sealed partial class FailoverExecutor
         if (call.Stream && response.IsEventStream)
         {
             var events = new SseReader(body, _options.MaxUpstreamEventBytes);
-            var first = await ReadFirstEventAsync(events, cancellationToken).ConfigureAwait(false);
+            var first = await ReadFirstEventAsync(events, call.Request.Protocol.NamedEvents, cancellationToken).ConfigureAwait(false);
             if (first.Failure is { } failure)
             {
                 events.Dispose();
@@ -396,7 +397,7 @@ internal sealed partial class FailoverExecutor
         }
 
         var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
-        if (!ResponseInspector.TryInspect(buffer.AsSpan(0, length), out var facts) || (call.Stream && !facts.IsError))
+        if (!call.Request.Protocol.TryInspectBody(buffer.AsSpan(0, length), out var facts) || (call.Stream && !facts.IsError))
         {
             ArrayPool<byte>.Shared.Return(buffer);
             var detail = call.Stream ? "a stream was asked for but the answer was not an event stream" : "the body is not valid JSON";
@@ -496,11 +497,23 @@ internal sealed partial class FailoverExecutor
 
     private readonly record struct FirstEvent(ResponseFacts Facts, AttemptFailure? Failure, ApiError? Error, string? Detail);
 
-    private static async ValueTask<FirstEvent> ReadFirstEventAsync(SseReader events, CancellationToken cancellationToken)
+    private static async ValueTask<FirstEvent> ReadFirstEventAsync(SseReader events, NamedEventInspector? named, CancellationToken cancellationToken)
     {
         if (!await events.ReadEventAsync(cancellationToken).ConfigureAwait(false))
         {
             return new(default, AttemptFailure.BadResponse, ApiError.BadGateway("The deployment closed the stream before sending anything.", "bad_upstream_response"), "stream ended before its first event");
+        }
+
+        if (named is not null)
+        {
+            if (!named.TryInspect(events.EventName, events.Data, out var first))
+            {
+                return new(default, AttemptFailure.BadResponse, ApiError.BadGateway("The deployment sent a malformed stream.", "bad_upstream_response"), "first event is not valid for the wire");
+            }
+
+            return first.IsError
+                ? new(default, AttemptFailure.ServerError, ApiError.BadGateway("The deployment reported an error at the start of the stream."), "error event before the first chunk")
+                : new(default, null, null, null);
         }
 
         if (events.IsDone || !ResponseInspector.TryInspect(events.Data, out var facts))
