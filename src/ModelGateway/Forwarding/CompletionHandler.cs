@@ -91,6 +91,11 @@ internal sealed partial class CompletionHandler(
             return refused;
         }
 
+        if (await request.Protocol.PrepareAsync(request, context.RequestAborted).ConfigureAwait(false) is { } unprepared)
+        {
+            return unprepared;
+        }
+
         var route = request.Route!;
         var decision = router.Decide(request, route);
         request.Decision = decision;
@@ -175,6 +180,7 @@ internal sealed partial class CompletionHandler(
 
             var deployment = outcome.Deployment!;
             request.ServedBy = deployment;
+            request.ServedTranslated = outcome.IsTranslated;
             request.FirstByteTimestamp = outcome.FirstByteAt;
             request.TimeToFirstToken = timeProvider.GetElapsedTime(outcome.StartedAt, outcome.FirstByteAt);
             request.StatusCode = StatusCodes.Status200OK;
@@ -205,7 +211,7 @@ internal sealed partial class CompletionHandler(
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
             {
                 var cut = drain.IsGraceOver ? drain.CutShort() : new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout");
-                await ResponseRelay.FailStreamAsync(context, cut, timeProvider, _options).ConfigureAwait(false);
+                await ResponseRelay.FailStreamAsync(context, cut, timeProvider, _options, protocol: request.Protocol).ConfigureAwait(false);
                 request.ErrorCode = cut.Code;
             }
 
@@ -267,7 +273,7 @@ internal sealed partial class CompletionHandler(
         if (context.Response.HasStarted)
         {
             // Keep-alives already sent a 200: report in-band, then abort so the stream cannot look complete.
-            await ResponseRelay.FailStreamAsync(context, error, timeProvider, _options).ConfigureAwait(false);
+            await ResponseRelay.FailStreamAsync(context, error, timeProvider, _options, protocol: request.Protocol).ConfigureAwait(false);
             return;
         }
 
@@ -315,6 +321,12 @@ internal sealed partial class CompletionHandler(
         {
             headers["x-upstream-request-id"] = upstreamId;
         }
+
+        if (outcome.IsTranslated && request.TranslatedDropped() is { Length: > 0 } dropped)
+        {
+            // What the client asked for that the serving deployment's wire has no way to express.
+            headers["x-modelgateway-dropped"] = dropped;
+        }
     }
 
     private void RecordLatency(GatewayRequest request, AttemptOutcome outcome)
@@ -355,6 +367,11 @@ internal sealed partial class CompletionHandler(
         }
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
+        if (request.ServedBy is not null && request.TranslatedDropped() is { Length: > 0 })
+        {
+            metrics.TranslationDropped(request);
+        }
+
         traffic.Record(request.StatusCode, request.StreamCompleted);
         GatewayTracing.TagServerSpan(request);
         accessLog.Write(request, elapsed.TotalMilliseconds);

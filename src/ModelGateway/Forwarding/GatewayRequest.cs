@@ -84,6 +84,29 @@ internal sealed class GatewayRequest : IDisposable
     /// <summary>The answer's text, kept only when <c>Observability:CaptureContent</c> is on, for traces.</summary>
     public string? CapturedOutput { get; set; }
 
+    /// <summary>What the client protocol keeps about this request between its hooks (stored history, ids); null for most protocols.</summary>
+    public object? ProtocolState { get; set; }
+
+    /// <summary>
+    /// The only deployment that may serve this request, when the protocol says so: a follow-up of a
+    /// response whose state lives on one provider account (a pass-through <c>previous_response_id</c>).
+    /// </summary>
+    public string? PinnedDeployment { get; set; }
+
+    /// <summary>True once an attempt that translated the request (not a pass-through) served it.</summary>
+    public bool ServedTranslated { get; set; }
+
+    /// <summary>The fields and tools the translation had to leave out, comma-separated; null when served byte for byte.</summary>
+    public string? TranslatedDropped()
+    {
+        if (!ServedTranslated || _canonical is not { Dropped.Count: > 0 } canonical)
+        {
+            return null;
+        }
+
+        return string.Join(", ", canonical.Dropped.Distinct(StringComparer.Ordinal));
+    }
+
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;

@@ -60,6 +60,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 request.CapturedOutput = answer.Text;
             }
 
+            await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
             await response.Body.WriteAsync(body.WrittenMemory, cancellationToken).ConfigureAwait(false);
             request.StreamCompleted = true;
             return;
@@ -75,6 +76,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             request.CapturedOutput = System.Text.Encoding.UTF8.GetString(outcome.Body.Span);
         }
 
+        await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
         await response.Body.WriteAsync(outcome.Body, cancellationToken).ConfigureAwait(false);
         request.StreamCompleted = true;
     }
@@ -85,7 +87,10 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         StartEventStream(context.Response);
         var writer = context.Response.BodyWriter;
         var route = request.Route!;
-        var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1;
+        // A pass-through named-event stream (Responses, Anthropic) carries the upstream's own item ids and
+        // sequence numbers, which no other attempt can continue: only translated streams are continued there.
+        var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1
+            && (request.Protocol.NamedEvents is null || outcome.Decoder is not null);
         var stream = new StreamProgress(request, outcome.Deployment!);
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         byte[]? originalId = null;
@@ -138,6 +143,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                         writer.Write(DoneEvent);
                     }
 
+                    await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
                     await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
                     request.StreamCompleted = true;
                     break;
@@ -158,7 +164,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 if (next is null)
                 {
-                    await FailStreamAsync(context, failure, timeProvider, options, encoder).ConfigureAwait(false);
+                    await FailStreamAsync(context, failure, timeProvider, options, encoder, request.Protocol).ConfigureAwait(false);
                     break;
                 }
 
@@ -167,6 +173,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 outcome = next;
                 stream.SwitchTo(outcome.Deployment!);
                 request.ServedBy = outcome.Deployment;
+                request.ServedTranslated |= outcome.IsTranslated;
                 request.Continued = true;
                 rewriteId = originalId is not null;
 
@@ -483,7 +490,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     /// abort, so the response cannot look complete to any client. The pause lets the server's socket
     /// writer send what was flushed; aborting at once would throw the error event away.
     /// </summary>
-    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options, IStreamEncoder? encoder = null)
+    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options, IStreamEncoder? encoder = null, ClientProtocol? protocol = null)
     {
         if (!context.RequestAborted.IsCancellationRequested)
         {
@@ -491,6 +498,11 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             if (encoder is not null)
             {
                 encoder.Fail(error, writer);
+            }
+            else if (protocol is not null)
+            {
+                // A pass-through stream (or one only keep-alives started) ends in the client's own error event.
+                protocol.WriteStreamError(error, writer);
             }
             else
             {

@@ -49,7 +49,8 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
             Math.Round(request.TimeToFirstToken.TotalMilliseconds, 2),
             request.Attempts.Count,
             request.Continued,
-            request.Admission is { Allowed: false } refused ? refused.RejectionReason : request.HttpContext.Features.Get<Wire.ApiError>()?.LogReason);
+            request.Admission is { Allowed: false } refused ? refused.RejectionReason : request.HttpContext.Features.Get<Wire.ApiError>()?.LogReason,
+            request.Protocol.Api);
     }
 
     /// <summary>The line for a request no model handler logged: refusals, listings, admin, health, unknown paths.</summary>
@@ -90,7 +91,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
         double latencyMs);
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information,
-        Message = "{RequestId} {Path} key={Key} team={Team} route={Route} deployment={Deployment} provider={Provider} status={Status} error={ErrorCode} stream={Stream} tokens={InputTokens}/{OutputTokens} cached={CachedTokens} usage_reported={UsageReported} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts} continued={Continued} reason={Reason}")]
+        Message = "{RequestId} {Path} key={Key} team={Team} route={Route} deployment={Deployment} provider={Provider} status={Status} error={ErrorCode} stream={Stream} tokens={InputTokens}/{OutputTokens} cached={CachedTokens} usage_reported={UsageReported} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts} continued={Continued} reason={Reason} api={Api}")]
     private static partial void LogRequest(
         ILogger logger,
         string requestId,
@@ -112,7 +113,8 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
         double ttftMs,
         int attempts,
         bool continued,
-        string? reason);
+        string? reason,
+        string api);
 }
 
 /// <summary>Request feature: the model handler wrote this request's access-log line.</summary>

@@ -59,6 +59,7 @@ internal sealed class GatewayMetrics
     private readonly UpDownCounter<long> _streams;
     private readonly Counter<long> _reloads;
     private readonly Counter<long> _authFailures;
+    private readonly Counter<long> _dropped;
     private readonly bool _keyLabels;
     private Func<IEnumerable<Measurement<double>>>? _hourlyCosts;
     private Func<int>? _stateAvailable;
@@ -87,6 +88,7 @@ internal sealed class GatewayMetrics
         _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
         _reloads = meter.CreateCounter<long>("modelgateway.config.reloads", "{reload}", "Routing-file loads and reloads, by result.");
         _authFailures = meter.CreateCounter<long>("modelgateway.auth.failures", "{request}", "Requests refused before routing: no key, unknown, revoked or expired key.");
+        _dropped = meter.CreateCounter<long>("modelgateway.translation.dropped", "{field}", "Client fields and tools a translated request had to leave out, by client API and field.");
         meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
         meter.CreateObservableGauge("modelgateway.deployment.cost_per_hour", () => _hourlyCosts?.Invoke() ?? [], "{USD}",
             "The fixed hourly price of self-hosted deployments (pricing.perHour), which per-request cost does not include.");
@@ -177,7 +179,8 @@ internal sealed class GatewayMetrics
                 new("deployment", deployment?.Name),
                 new("provider", deployment?.Provider.Name),
                 new("tier", deployment is null ? null : Tier(deployment.Tier)),
-                new("status", StatusText(request.StatusCode)));
+                new("status", StatusText(request.StatusCode)),
+                new("api", request.Protocol.Api));
         }
 
         if (deployment is null)
@@ -251,6 +254,20 @@ internal sealed class GatewayMetrics
         if (request.Continued)
         {
             _continuations.Add(1, new KeyValuePair<string, object?>("route", request.Route?.Name));
+        }
+    }
+
+    /// <summary>Counts each field (or <c>tool:</c>name) a translation left out of a request it served.</summary>
+    public void TranslationDropped(GatewayRequest request)
+    {
+        if (!_dropped.Enabled || request.TranslatedDropped() is not { } dropped)
+        {
+            return;
+        }
+
+        foreach (var field in dropped.Split(", "))
+        {
+            _dropped.Add(1, new("api", request.Protocol.Api), new("field", field));
         }
     }
 

@@ -151,6 +151,12 @@ internal sealed partial class FailoverExecutor
         var state = request.AttemptState!;
         while (state.TryTakeContinuationCandidate(failed, out var deployment))
         {
+            if (request.Protocol.NamedEvents is not null && deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire))
+            {
+                // The client's stream is the gateway's own encoding: a pass-through answer cannot join it mid-way.
+                continue;
+            }
+
             var context = ResilienceContextPool.Shared.Get(cancellationToken);
             try
             {

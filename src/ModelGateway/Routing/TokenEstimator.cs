@@ -101,7 +101,8 @@ internal sealed class TokenEstimator
             reader.Read();
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                var counted = (operation == Operation.ChatCompletions && reader.ValueTextEquals("messages"u8))
+                // Chat completions carry the prompt in messages; the Responses API in input and instructions.
+                var counted = (operation == Operation.ChatCompletions && (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("input"u8) || reader.ValueTextEquals("instructions"u8)))
                     || (operation == Operation.Completions && reader.ValueTextEquals("prompt"u8))
                     || (operation == Operation.Embeddings && reader.ValueTextEquals("input"u8));
                 var isTools = reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("functions"u8);

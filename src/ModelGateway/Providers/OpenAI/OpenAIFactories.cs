@@ -16,7 +16,7 @@ internal sealed class OpenAIFactory(ProviderServices services) : ProviderAdapter
     public override bool RequiresApiKey => true;
 
     public override IProviderAdapter Create(ProviderEndpoint provider)
-        => new OpenAIAdapter(provider, Services.Forwarder, Services.HttpClients.Get(provider.ConnectTimeout), Services.TimeProvider, Services.Options);
+        => new OpenAIAdapter(provider, Services.Forwarder, Services.HttpClients.Get(provider.ConnectTimeout), Services.TimeProvider, Services.Options, servesResponses: true);
 }
 
 /// <summary><c>kind: openai-compatible</c>: any server speaking OpenAI's API (vLLM, Ollama, TGI, Groq, Mistral...).</summary>
