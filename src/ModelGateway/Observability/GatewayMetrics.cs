@@ -174,13 +174,16 @@ internal sealed class GatewayMetrics
         var deployment = request.ServedBy ?? request.LastAttempted;
         if (_requests.Enabled)
         {
-            _requests.Add(1,
-                new("route", request.Route?.Name),
-                new("deployment", deployment?.Name),
-                new("provider", deployment?.Provider.Name),
-                new("tier", deployment is null ? null : Tier(deployment.Tier)),
-                new("status", StatusText(request.StatusCode)),
-                new("api", request.Protocol.Api));
+            var tags = new TagList
+            {
+                { "route", request.Route?.Name },
+                { "deployment", deployment?.Name },
+                { "provider", deployment?.Provider.Name },
+                { "tier", deployment is null ? null : Tier(deployment.Tier) },
+                { "status", StatusText(request.StatusCode) },
+                { "api", request.Protocol.Api },
+            };
+            _requests.Add(1, tags);
         }
 
         if (deployment is null)
