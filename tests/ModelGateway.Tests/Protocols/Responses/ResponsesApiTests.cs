@@ -333,7 +333,7 @@ public sealed class ResponsesApiTests : IAsyncLifetime
         await Client().CreateResponseAsync(new CreateResponseOptions("claude", [ResponseItem.CreateUserMessageItem("Hi")]));
 
         var line = Assert.Single(await _gateway.Logs.WaitForLinesAsync(l => l.Contains("ModelGateway.AccessLog", StringComparison.Ordinal) && l.Contains("/v1/responses", StringComparison.Ordinal)));
-        Assert.Contains("api=responses", line, StringComparison.Ordinal);
+        Assert.True(line.Contains("api=\"responses\"", StringComparison.Ordinal), line);
         Assert.True(line.Contains("tokens=17/3", StringComparison.Ordinal), line);
         // The exporter caches a scrape briefly: ask again until the request shows.
         var metrics = string.Empty;
@@ -343,8 +343,8 @@ public sealed class ResponsesApiTests : IAsyncLifetime
             metrics = await _gateway.Http.GetStringAsync("metrics");
         }
 
-        Assert.Contains("modelgateway_requests", metrics, StringComparison.Ordinal);
-        Assert.Contains("api=\"responses\"", metrics, StringComparison.Ordinal);
+        var requests = metrics.Split('\n').Where(l => l.StartsWith("modelgateway_requests_total{", StringComparison.Ordinal)).ToList();
+        Assert.True(requests.Any(l => l.Contains("api=\"responses\"", StringComparison.Ordinal) && l.Contains("route=\"claude\"", StringComparison.Ordinal)), metrics);
     }
 
     private async Task<List<(string Name, JsonNode Data)>> StreamEventsAsync(string body)
