@@ -190,6 +190,7 @@ internal sealed partial class CatalogBuilder(
             {
                 context.Warning(path + ".mediaFetch", $"has no effect: {factory.Kind} deployments take URLs as they are, so the gateway never fetches for them");
             }
+
             if (name is null || factory is null)
             {
                 continue;
