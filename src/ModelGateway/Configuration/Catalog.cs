@@ -107,6 +107,9 @@ internal sealed class ProviderEndpoint
     /// <summary>The kind's settings, typed; only the kind's own adapter asks for them.</summary>
     public T SettingsAs<T>()
         where T : class => Settings as T ?? throw new InvalidOperationException($"provider '{Name}' has no {typeof(T).Name}");
+
+    // Client URLs (issue 22, Providers/Media): what the gateway may fetch for its deployments by default.
+    public Providers.Media.MediaFetchPolicy? MediaFetch { get; init; }
 }
 
 /// <summary>A compiled deployment: one model on one provider, with its economics and live state.</summary>
@@ -153,6 +156,14 @@ internal sealed class Deployment
     public DeploymentTier Tier => Provider.Tier;
 
     public bool Has(Capabilities needed) => (Capabilities & needed) == needed;
+
+    // Client URLs (issue 22, Providers/Media).
+
+    /// <summary>Whether the provider takes image and document URLs as they are; false: it needs the bytes.</summary>
+    public bool TakesMediaUrls { get; init; } = true;
+
+    /// <summary>For a deployment that needs bytes: what the gateway may fetch for it. Null: nothing, ever.</summary>
+    public Providers.Media.MediaFetchPolicy? MediaFetch { get; init; }
 }
 
 /// <summary>
@@ -268,7 +279,8 @@ internal sealed record SimulationSettings(
     int ErrorStatus,
     int? Concurrency,
     int EmbeddingDimensions,
-    OutageWindow[] Outages);
+    OutageWindow[] Outages,
+    bool TakesMediaUrls = true);
 
 /// <summary>A scheduled outage: a fixed window, or a repeating one (<c>every</c>/<c>for</c>/<c>offset</c>).</summary>
 internal sealed record OutageWindow(DateTimeOffset? From, DateTimeOffset? Until, TimeSpan? Every, TimeSpan? Duration, TimeSpan Offset, int Status)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers;
+using ModelGateway.Providers.Media;
 using ModelGateway.Providers.Simulated;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -60,7 +61,7 @@ internal sealed partial class CatalogBuilder(
 
         var context = new ConfigContext(errors, warnings) { FromEnvironment = document.FromEnvironment };
         var providers = BuildProviders(document.Providers, context);
-        var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
+        var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors, warnings);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);
         if (errors.Count > 0)
         {
@@ -184,6 +185,12 @@ internal sealed partial class CatalogBuilder(
 
             var connectTimeout = ParseDuration(doc.ConnectTimeout, path + ".connectTimeout", errors, positive: true) ?? TimeSpan.FromSeconds(5);
             var settings = factory?.CompileSettings(doc, path, context);
+            var mediaFetch = MediaFetchPolicy.Compile(doc.MediaFetch, path + ".mediaFetch", errors, context.Warnings);
+            if (doc.MediaFetch is not null && factory is not null && factory.TakesMediaUrls && (settings as SimulationSettings)?.TakesMediaUrls != false)
+            {
+                context.Warning(path + ".mediaFetch", $"has no effect: {factory.Kind} deployments take URLs as they are, so the gateway never fetches for them");
+            }
+
             if (name is null || factory is null)
             {
                 continue;
@@ -203,6 +210,7 @@ internal sealed partial class CatalogBuilder(
                 ConnectTimeout = connectTimeout,
                 Simulation = settings as SimulationSettings,
                 Settings = settings,
+                MediaFetch = mediaFetch,
             };
         }
 
@@ -210,7 +218,7 @@ internal sealed partial class CatalogBuilder(
     }
 
     private static Dictionary<string, Deployment> BuildDeployments(
-        List<DeploymentDocument>? documents, Dictionary<string, ProviderEndpoint> providers, CircuitBreakerSettings defaultBreaker, TimeSpan defaultWindow, List<ConfigError> errors)
+        List<DeploymentDocument>? documents, Dictionary<string, ProviderEndpoint> providers, CircuitBreakerSettings defaultBreaker, TimeSpan defaultWindow, List<ConfigError> errors, List<ConfigError> warnings)
     {
         var result = new Dictionary<string, Deployment>(StringComparer.Ordinal);
         if (documents is null || documents.Count == 0)
@@ -294,6 +302,14 @@ internal sealed partial class CatalogBuilder(
                 }
             }
 
+            // Client URLs (issue 22): the deployment's own mediaFetch replaces the provider's as a whole.
+            var mediaFetch = doc.MediaFetch is null ? provider?.MediaFetch : MediaFetchPolicy.Compile(doc.MediaFetch, path + ".mediaFetch", errors, warnings);
+            var takesMediaUrls = provider is not null && provider.Factory.TakesMediaUrls && (simulation ?? provider.Simulation)?.TakesMediaUrls != false;
+            if (doc.MediaFetch is not null && takesMediaUrls)
+            {
+                warnings.Add(new(path + ".mediaFetch", $"has no effect: {provider!.Kind} deployments take URLs as they are, so the gateway never fetches for them"));
+            }
+
             if (name is null || provider is null || model is null)
             {
                 continue;
@@ -325,6 +341,8 @@ internal sealed partial class CatalogBuilder(
                 LatencyWindow = latencyWindow,
                 CircuitBreaker = breaker,
                 Simulation = simulation ?? provider.Simulation,
+                TakesMediaUrls = takesMediaUrls,
+                MediaFetch = takesMediaUrls ? null : mediaFetch,
             };
         }
 
@@ -836,7 +854,7 @@ internal sealed partial class CatalogBuilder(
         }
 
         return new SimulationSettings(ttft, tps, doc.OutputTokens ?? baseline.OutputTokens, errorRate, errorStatus, doc.Concurrency ?? baseline.Concurrency,
-            doc.EmbeddingDimensions ?? baseline.EmbeddingDimensions, [.. outages]);
+            doc.EmbeddingDimensions ?? baseline.EmbeddingDimensions, [.. outages], doc.TakesMediaUrls ?? baseline.TakesMediaUrls);
     }
 
     private static DateTimeOffset? ParseTime(string? text, string path, List<ConfigError> errors)

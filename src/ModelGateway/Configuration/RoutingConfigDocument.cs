@@ -46,6 +46,9 @@ public sealed class ProviderDocument
     public Dictionary<string, string>? Headers { get; set; }
     public string? ConnectTimeout { get; set; }
     public SimulationDocument? Simulate { get; set; }
+
+    // Client URLs (issue 22, Providers/Media): the default of this provider's deployments.
+    public MediaFetchDocument? MediaFetch { get; set; }
 }
 
 /// <summary>One model on one provider, with its price, size and abilities.</summary>
@@ -73,6 +76,9 @@ public sealed class DeploymentDocument
     public string? LatencyWindow { get; set; }
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public SimulationDocument? Simulate { get; set; }
+
+    // Client URLs (issue 22, Providers/Media): replaces the provider's mediaFetch as a whole.
+    public MediaFetchDocument? MediaFetch { get; set; }
 }
 
 /// <summary>Prices in USD per one million tokens, or per hour for a self-hosted server.</summary>
@@ -186,6 +192,9 @@ public sealed class SimulationDocument
     public int? Concurrency { get; set; }
     public int? EmbeddingDimensions { get; set; }
     public List<OutageDocument>? Outages { get; set; }
+
+    // Client URLs (issue 22): false makes the simulated deployment need images inline, like Bedrock or Gemini.
+    public bool? TakesMediaUrls { get; set; }
 }
 
 /// <summary>A scheduled outage: either a fixed window or a repeating one.</summary>
@@ -197,6 +206,21 @@ public sealed class OutageDocument
     public string? For { get; set; }
     public string? Offset { get; set; }
     public int? Status { get; set; }
+}
+
+/// <summary>
+/// Whether the gateway may download the image and document URLs clients send, for a deployment whose
+/// provider takes only inline content (docs/security.md). Absent: never.
+/// </summary>
+public sealed class MediaFetchDocument
+{
+    public bool? Enabled { get; set; }
+    public List<string>? AllowedHosts { get; set; }
+    public List<int>? AllowedPorts { get; set; }
+    public List<string>? AllowedAddresses { get; set; }
+    public long? MaxBytes { get; set; }
+    public string? Timeout { get; set; }
+    public int? MaxRedirects { get; set; }
 }
 
 [JsonSourceGenerationOptions(

@@ -271,7 +271,8 @@ internal sealed partial class CompletionHandler(
             return;
         }
 
-        await error.WriteAsync(context).ConfigureAwait(false);
+        // In the client's own API shape (OpenAI, Anthropic Messages, Responses).
+        await request.Protocol.WriteErrorAsync(context, error).ConfigureAwait(false);
     }
 
     private static ApiError NoCandidate(RoutingDecision decision)
@@ -295,6 +296,10 @@ internal sealed partial class CompletionHandler(
             Exclusion.Tools => ApiError.BadRequest($"No deployment of '{route}' supports tools.", "unsupported_capability", "tools"),
             Exclusion.Vision => ApiError.BadRequest($"No deployment of '{route}' accepts image input.", "unsupported_capability", "messages"),
             Exclusion.JsonSchema => ApiError.BadRequest($"No deployment of '{route}' supports response_format json_schema.", "unsupported_capability", "response_format"),
+            Exclusion.MediaUrl => ApiError.BadRequest(
+                $"The deployments of '{route}' need images and documents inline (base64 or a data: URL): they cannot take URLs, and the gateway does not fetch URLs for them. Send the content inline.",
+                Providers.Media.MediaFetchException.NotInline,
+                "messages"),
             _ => ApiError.BadRequest($"The model '{route}' does not serve this operation.", "unsupported_operation", "model"),
         };
     }

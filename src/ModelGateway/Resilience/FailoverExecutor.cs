@@ -356,6 +356,13 @@ internal sealed partial class FailoverExecutor
             handedOver = outcome.IsSuccess;
             return Outcome.FromResult(outcome);
         }
+        catch (Providers.Media.MediaFetchException ex)
+        {
+            // The client's URL was refused or would not download: the request's fault, not the deployment's
+            // (its circuit does not count it), and no other candidate that needs bytes would do better.
+            return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ClientError,
+                ApiError.BadRequest(ex.Message, ex.Code, "messages"), "media URL: " + ex.Reason, startedAt: started));
+        }
         catch (InvalidDataException ex)
         {
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,

@@ -48,6 +48,9 @@ internal struct RequestInfo
     public long TokenIds;
     public int InputCount;
 
+    /// <summary>Images and documents given by URL rather than inline (base64, a data: URL); some providers need the bytes.</summary>
+    public int MediaUrlCount;
+
     /// <summary>Whether the client asked for the final usage chunk itself.</summary>
     public readonly bool ClientWantsUsage => IncludeUsage == true;
 }
