@@ -26,6 +26,12 @@ internal sealed partial class HealthProber(
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(100);
 
     private readonly ConcurrentDictionary<DeploymentState, byte> _running = new();
+    private long _ticks;
+
+    /// <summary>Turns of the loop so far and probes running now: what a test driving a fake clock waits on.</summary>
+    internal long Ticks => Interlocked.Read(ref _ticks);
+
+    internal int Running => _running.Count;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -42,6 +48,7 @@ internal sealed partial class HealthProber(
 
             if (!config.IsLoaded)
             {
+                Interlocked.Increment(ref _ticks);
                 continue;
             }
 
@@ -66,6 +73,8 @@ internal sealed partial class HealthProber(
                     _ = ProbeAsync(deployment, circuit, probe, stoppingToken);
                 }
             }
+
+            Interlocked.Increment(ref _ticks);
         }
     }
 
