@@ -222,7 +222,13 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 var data = events.Data;
-                if (!ResponseInspector.TryInspect(data, out var facts, text))
+
+                // The first event (its id and model), collected text (continuations, counting) and a
+                // continuation's rewrites need a full read.
+                var scanned = text is null && !stream.Continued && stream.Events > 0
+                    ? ResponseInspector.TryScan(data, out var facts)
+                    : ResponseInspector.TryInspect(data, out facts, text);
+                if (!scanned)
                 {
                     return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
                 }
@@ -486,16 +492,21 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
     private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, in ResponseFacts facts, StreamProgress stream)
     {
-        writer.Write(DataPrefix);
         if (!stream.Continued)
         {
-            writer.Write(data);
-            writer.Write(EventEnd);
+            // One span for the whole event: every Advance on the response's writer takes the server's lock.
+            var length = DataPrefix.Length + data.Length + EventEnd.Length;
+            var span = writer.GetSpan(length);
+            DataPrefix.CopyTo(span);
+            data.CopyTo(span[DataPrefix.Length..]);
+            EventEnd.CopyTo(span[(DataPrefix.Length + data.Length)..]);
+            writer.Advance(length);
             return;
         }
 
         // A continuation keeps the first stream's id and model, and its usage covers the whole answer,
         // so the client sees one completion. At most three edits, written in the order they appear.
+        writer.Write(DataPrefix);
         Span<(int Start, int Length, int Which)> edits = stackalloc (int, int, int)[3];
         var count = 0;
         if (facts.IdLength > 0 && stream.FirstId.Length > 0)
