@@ -163,6 +163,9 @@ public static class GatewayApplication
         AddState(services, configuration);
         services.AddHostedService<StartupReport>();
         services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
+
+        // Resilience: deployments whose circuit is open are probed back into service.
+        services.AddHostedService<HealthProber>();
     }
 
     // Metrics for Prometheus always; traces and OTLP export only when an OTLP endpoint is configured,

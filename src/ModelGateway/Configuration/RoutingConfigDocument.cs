@@ -27,6 +27,9 @@ public sealed class DefaultsDocument
     public ResilienceDocument? Resilience { get; set; }
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public string? LatencyWindow { get; set; }
+
+    // Resilience: how deployments whose circuit is open are probed, unless a provider says otherwise.
+    public ProbeDocument? Probe { get; set; }
 }
 
 /// <summary>Where deployments live: an API endpoint and the credential to call it.</summary>
@@ -49,6 +52,8 @@ public sealed class ProviderDocument
 
     // Client URLs (issue 22, Providers/Media): the default of this provider's deployments.
     public MediaFetchDocument? MediaFetch { get; set; }
+    // Resilience: how this provider's deployments are probed while their circuit is open.
+    public ProbeDocument? Probe { get; set; }
 }
 
 /// <summary>One model on one provider, with its price, size and abilities.</summary>
@@ -121,6 +126,9 @@ public sealed class RouteTargetDocument
 {
     public string? Deployment { get; set; }
     public double? Weight { get; set; }
+
+    // Resilience: tries on this deployment after a transient failure, before failing over.
+    public int? Retries { get; set; }
 }
 
 /// <summary>A latency objective: the cheapest deployment that meets it wins.</summary>
@@ -160,6 +168,11 @@ public sealed class ResilienceDocument
     public string? KeepAliveInterval { get; set; }
     public HedgingDocument? Hedging { get; set; }
     public bool? Continuation { get; set; }
+
+    // Resilience: retries on the same deployment, the Retry-After ceiling, and reasoning models' first-token deadline.
+    public int? Retries { get; set; }
+    public string? MaxRetryAfter { get; set; }
+    public string? ReasoningFirstTokenTimeout { get; set; }
 }
 
 /// <summary>Start a second attempt when the first is slow to produce its first byte.</summary>
@@ -179,6 +192,9 @@ public sealed class CircuitBreakerDocument
     public string? SamplingDuration { get; set; }
     public int? ConsecutiveFailures { get; set; }
     public string? BreakDuration { get; set; }
+
+    // Resilience: the break doubles after each failed recovery test, up to this.
+    public string? MaxBreakDuration { get; set; }
 }
 
 /// <summary>How a simulated deployment behaves: speed, length, errors and outages.</summary>
@@ -221,6 +237,15 @@ public sealed class MediaFetchDocument
     public long? MaxBytes { get; set; }
     public string? Timeout { get; set; }
     public int? MaxRedirects { get; set; }
+}
+
+/// <summary>Active health probing of deployments whose circuit is open: a cheap request every interval.</summary>
+public sealed class ProbeDocument
+{
+    public bool? Enabled { get; set; }
+    public string? Interval { get; set; }
+    public string? Jitter { get; set; }
+    public string? Timeout { get; set; }
 }
 
 [JsonSourceGenerationOptions(

@@ -42,6 +42,12 @@ internal interface IProviderAdapter
 
     /// <summary>Translated non-streamed answers: the whole body, or the error it carries.</summary>
     ChatResponse ParseResponse(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error);
+
+    /// <summary>
+    /// Resilience: the cheap request that tests whether a deployment whose circuit is open has recovered.
+    /// By default one token of chat (or a completion, or an embedding), sent and classified like any attempt.
+    /// </summary>
+    ProbeRequest Probe(Deployment deployment) => ProbeRequest.For(deployment);
 }
 
 /// <summary>

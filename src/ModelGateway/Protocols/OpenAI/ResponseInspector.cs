@@ -16,6 +16,13 @@ internal struct ResponseFacts
     public long OutputTextBytes;
     public int IdStart;
     public int IdLength;
+
+    // Resilience: where "model" (the string literal) and the "usage" object sit, so a continued stream
+    // can keep the first attempt's model and report the usage of the whole answer.
+    public int ModelStart;
+    public int ModelLength;
+    public int UsageStart;
+    public int UsageLength;
 }
 
 /// <summary>Receives the text a stream has produced, for continuation and token counting.</summary>
@@ -117,13 +124,29 @@ internal static class ResponseInspector
                     facts.IsError |= reader.TokenType != JsonTokenType.Null;
                     reader.Skip();
                 }
+                else if (reader.ValueTextEquals("model"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        facts.ModelStart = (int)reader.TokenStartIndex;
+                        facts.ModelLength = reader.ValueSpan.Length + 2;
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
+                }
                 else if (reader.ValueTextEquals("usage"u8))
                 {
                     reader.Read();
                     if (reader.TokenType == JsonTokenType.StartObject)
                     {
+                        var start = (int)reader.TokenStartIndex;
                         ReadUsage(ref reader, ref facts.Usage);
                         facts.HasUsage = true;
+                        facts.UsageStart = start;
+                        facts.UsageLength = (int)reader.TokenStartIndex + 1 - start;
                     }
                     else
                     {
