@@ -284,13 +284,15 @@ public sealed class MessagesApiTests : IAsyncLifetime
     public async Task Upstream_failures_reach_the_sdk_as_anthropic_errors()
     {
         var client = AnthropicClients.For(_gateway);
-        _upstream.Enqueue("gpt-4o", new UpstreamBehavior { StatusCode = 503 });
-        var overloaded = await Assert.ThrowsAsync<AnthropicOverloadedException>(() => client.Messages.Create(Ask("gpt")));
-        _upstream.Enqueue("gpt-4o", new UpstreamBehavior { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(2) });
-        await Assert.ThrowsAsync<AnthropicRateLimitException>(() => client.Messages.Create(Ask("gpt")));
-        _upstream.Enqueue("gpt-4o", new UpstreamBehavior { StatusCode = 400, ErrorMessage = "Invalid value for 'foo'." });
+        _upstream.SetBehaviorForModel("gpt-4o", new UpstreamBehavior { StatusCode = 400, ErrorMessage = "Invalid value for 'foo'." });
         var invalid = await Assert.ThrowsAsync<AnthropicBadRequestException>(() => client.Messages.Create(Ask("gpt")));
         await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Messages.Create(Ask("no-such-model")));
+
+        // Every attempt fails: no deployment answered, which Anthropic clients know as "overloaded" (529).
+        _upstream.SetBehaviorForModel("gpt-4o", new UpstreamBehavior { StatusCode = 503 });
+        var overloaded = await Assert.ThrowsAsync<AnthropicOverloadedException>(() => client.Messages.Create(Ask("gpt")));
+        _upstream.SetBehaviorForModel("gpt-4o", new UpstreamBehavior { StatusCode = 429, RetryAfter = TimeSpan.FromSeconds(2) });
+        await Assert.ThrowsAsync<AnthropicRateLimitException>(() => client.Messages.Create(Ask("gpt")));
 
         Assert.Contains("Invalid value for 'foo'.", invalid.Message, StringComparison.Ordinal);
         Assert.NotNull(overloaded);

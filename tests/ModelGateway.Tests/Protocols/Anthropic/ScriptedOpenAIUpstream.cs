@@ -77,8 +77,12 @@ internal sealed class ScriptedOpenAIUpstream : IAsyncDisposable
     private async Task AnswerAsync(HttpContext context)
     {
         using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
-        _requests.Enqueue(JsonNode.Parse(await reader.ReadToEndAsync())!);
-        var reply = _replies.TryDequeue(out var next) ? next : Chunk("""{"role":"assistant","content":"scripted"}""") + Chunk("{}", "stop") + Done;
+        var request = JsonNode.Parse(await reader.ReadToEndAsync())!;
+        _requests.Enqueue(request);
+        var stream = request["stream"]?.GetValue<bool>() == true;
+        var reply = _replies.TryDequeue(out var next) ? next
+            : stream ? Chunk("""{"role":"assistant","content":"scripted"}""") + Chunk("{}", "stop") + Done
+            : """{"id":"chatcmpl-scripted","object":"chat.completion","created":1,"model":"scripted","choices":[{"index":0,"message":{"role":"assistant","content":"scripted"},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":1,"total_tokens":31}}""";
         context.Response.ContentType = reply.StartsWith("data:", StringComparison.Ordinal) ? "text/event-stream" : "application/json";
         await context.Response.WriteAsync(reply);
     }
