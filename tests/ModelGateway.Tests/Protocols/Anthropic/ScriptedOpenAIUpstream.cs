@@ -43,6 +43,9 @@ internal sealed class ScriptedOpenAIUpstream : IAsyncDisposable
         return upstream;
     }
 
+    /// <summary>Decides the answer from the request (null: the queue, then the default); for clients that make calls of their own.</summary>
+    public Func<JsonNode, string?>? Responder { get; set; }
+
     /// <summary>Queues the next answer: SSE <c>data:</c> lines, or a JSON body.</summary>
     public void Enqueue(string reply) => _replies.Enqueue(reply);
 
@@ -80,7 +83,8 @@ internal sealed class ScriptedOpenAIUpstream : IAsyncDisposable
         var request = JsonNode.Parse(await reader.ReadToEndAsync())!;
         _requests.Enqueue(request);
         var stream = request["stream"]?.GetValue<bool>() == true;
-        var reply = _replies.TryDequeue(out var next) ? next
+        var reply = Responder?.Invoke(request) is { } decided ? decided
+            : _replies.TryDequeue(out var next) ? next
             : stream ? Chunk("""{"role":"assistant","content":"scripted"}""") + Chunk("{}", "stop") + Done
             : """{"id":"chatcmpl-scripted","object":"chat.completion","created":1,"model":"scripted","choices":[{"index":0,"message":{"role":"assistant","content":"scripted"},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":1,"total_tokens":31}}""";
         context.Response.ContentType = reply.StartsWith("data:", StringComparison.Ordinal) ? "text/event-stream" : "application/json";
