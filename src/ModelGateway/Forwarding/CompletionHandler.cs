@@ -326,10 +326,11 @@ internal sealed partial class CompletionHandler(
     /// <summary>Names the client fields a translated request had to drop (<c>tools.web_search</c>, <c>context_management</c>...).</summary>
     public const string DroppedHeader = "x-modelgateway-dropped";
 
-    // Only for an answer that was translated: a pass-through deployment got every field.
+    // Only for an answer that was translated: a pass-through deployment got every field. Mappers add per
+    // attempt, so a failover can name a field twice.
     private static List<string>? DroppedFields(GatewayRequest request)
         => request.ServedBy is { } served && request.CanonicalIfBuilt is { Dropped.Count: > 0 } canonical && !served.Provider.Adapter.PassesThrough(request.Protocol.Wire)
-            ? canonical.Dropped
+            ? canonical.Dropped.Distinct(StringComparer.Ordinal).ToList()
             : null;
 
     private void RecordLatency(GatewayRequest request, AttemptOutcome outcome)

@@ -37,12 +37,14 @@ public sealed class MessagesApiTests : IAsyncLifetime
               - { name: gpt, provider: openai, model: gpt-4o, contextWindow: 128000, maxOutputTokens: 16384, capabilities: [chat, tools, vision, json_schema, prefill] }
               - { name: scripted, provider: scripted, model: scripted-model, capabilities: [chat, tools] }
               - { name: sim, provider: sim, model: sim-model, capabilities: [chat, tools] }
+              - { name: gpt-b, provider: openai, model: gpt-4o-b, capabilities: [chat, tools, prefill] }
             routes:
               - { name: claude, targets: [claude] }
               - { name: gpt, targets: [gpt] }
               - { name: scripted, targets: [scripted] }
               - { name: sim, targets: [sim] }
               - { name: claude-then-gpt, strategy: priority, targets: [claude, gpt], resilience: { continuation: true } }
+              - { name: gpt-then-gpt-b, strategy: priority, targets: [gpt, gpt-b], resilience: { continuation: true } }
             """);
     }
 
@@ -371,6 +373,40 @@ public sealed class MessagesApiTests : IAsyncLifetime
         var prefill = continuation.Json!["messages"]!.AsArray()[^1]!;
         Assert.Equal("assistant", prefill["role"]!.GetValue<string>());
         Assert.StartsWith(prefill["content"]!.GetValue<string>().TrimEnd(), Answer, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_translated_stream_broken_mid_way_is_continued_on_another_translated_deployment_as_one_message()
+    {
+        _upstream.SetBehaviorForModel("gpt-4o", new UpstreamBehavior { Content = Answer, ChunkCount = 8, ChunkDelay = TimeSpan.FromMilliseconds(20), Fault = UpstreamFault.ResetAfterChunks, FaultAfterChunks = 3 });
+
+        var streamed = await AnthropicClients.StreamAsync(AnthropicClients.For(_gateway), Ask("gpt-then-gpt-b"));
+
+        Assert.Equal(Answer, streamed.Text.ToString());
+        Assert.Equal(1, streamed.Kinds.Count(k => k == "message_start"));
+        Assert.Equal(1, streamed.Kinds.Count(k => k == "content_block_start"));
+        Assert.Equal(["gpt-4o", "gpt-4o-b"], _upstream.Requests.Select(r => r.Model));
+    }
+
+    [Fact]
+    public async Task A_server_tool_a_translated_deployment_cannot_run_is_dropped_and_named_unless_tool_choice_forces_it()
+    {
+        const string Tools = """
+            "tools":[{"type":"web_search_20250305","name":"web_search","max_uses":3},{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}]
+            """;
+
+        using var offered = await _gateway.PostAsync("v1/messages", $$"""{"model":"gpt","max_tokens":100,{{Tools}},"messages":[{"role":"user","content":"Weather in Paris?"}]}""");
+        using var forced = await _gateway.PostAsync("v1/messages", $$"""{"model":"gpt","max_tokens":100,{{Tools}},"tool_choice":{"type":"tool","name":"web_search"},"messages":[{"role":"user","content":"News?"}]}""");
+
+        Assert.Equal(HttpStatusCode.OK, offered.StatusCode);
+        Assert.Equal("tools.web_search", offered.Headers.GetValues("x-modelgateway-dropped").Single());
+        var tools = Assert.Single(_upstream.Requests).Json!["tools"]!.AsArray();
+        Assert.Equal("get_weather", Assert.Single(tools)!["function"]!["name"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.BadRequest, forced.StatusCode);
+        var error = await AnthropicClients.ErrorAsync(forced);
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Contains("web_search", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Single(_upstream.Requests);
     }
 
     [Fact]
