@@ -35,6 +35,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 # Some of these packages declare a newer Node than the machine's 20; they run on it.
 (cd "$node_dir" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+# Claude Code (a native binary in its npm package), run headless through the gateway by ClaudeCodeTests.
+(cd tests/ModelGateway.Tests/Protocols/Anthropic/claude-code && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
 
 results="$(pwd)/TestResults"
 rm -rf "$results"

@@ -89,6 +89,7 @@ public static class GatewayApplication
         app.UseMiddleware<ErrorShapeMiddleware>();
         app.UseMiddleware<KeyAuthenticationMiddleware>();
         app.MapOpenAIEndpoints();
+        app.MapAnthropicEndpoints();
         app.MapOwnUsage();
         app.MapAdminEndpoints(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value);
         app.MapDashboard(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value, app.Services.GetRequiredService<IOptions<AuthOptions>>().Value);
@@ -104,9 +105,9 @@ public static class GatewayApplication
             Predicate = check => check.Tags.Contains("ready"),
             ResponseWriter = HealthResponse.WriteAsync,
         });
-        app.MapFallback(static context => (OpenAIEndpoints.IsKnownPath(context.Request.Path)
+        app.MapFallback(static context => Protocols.ClientProtocols.WriteErrorAsync(context, OpenAIEndpoints.IsKnownPath(context.Request.Path) || AnthropicEndpoints.IsKnownPath(context.Request.Path)
             ? ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path)
-            : ApiError.NotFound(context.Request.Path)).WriteAsync(context));
+            : ApiError.NotFound(context.Request.Path)));
         return app;
     }
 

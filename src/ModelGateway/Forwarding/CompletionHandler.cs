@@ -205,7 +205,7 @@ internal sealed partial class CompletionHandler(
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested && deadline.IsCancellationRequested)
             {
                 var cut = drain.IsGraceOver ? drain.CutShort() : new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout");
-                await ResponseRelay.FailStreamAsync(context, cut, timeProvider, _options).ConfigureAwait(false);
+                await ResponseRelay.FailStreamAsync(context, cut, timeProvider, _options, protocol: request.Protocol).ConfigureAwait(false);
                 request.ErrorCode = cut.Code;
             }
 
@@ -267,7 +267,7 @@ internal sealed partial class CompletionHandler(
         if (context.Response.HasStarted)
         {
             // Keep-alives already sent a 200: report in-band, then abort so the stream cannot look complete.
-            await ResponseRelay.FailStreamAsync(context, error, timeProvider, _options).ConfigureAwait(false);
+            await ResponseRelay.FailStreamAsync(context, error, timeProvider, _options, protocol: request.Protocol).ConfigureAwait(false);
             return;
         }
 
@@ -320,7 +320,23 @@ internal sealed partial class CompletionHandler(
         {
             headers["x-upstream-request-id"] = upstreamId;
         }
+
+        if (DroppedFields(request) is { } dropped)
+        {
+            // What the translation for this deployment could not carry (Claude Code's context_management, a web_search tool...).
+            headers[DroppedHeader] = string.Join(',', dropped);
+        }
     }
+
+    /// <summary>Names the client fields a translated request had to drop (<c>tools.web_search</c>, <c>context_management</c>...).</summary>
+    public const string DroppedHeader = "x-modelgateway-dropped";
+
+    // Only for an answer that was translated: a pass-through deployment got every field. Mappers add per
+    // attempt, so a failover can name a field twice.
+    private static List<string>? DroppedFields(GatewayRequest request)
+        => request.ServedBy is { } served && request.CanonicalIfBuilt is { Dropped.Count: > 0 } canonical && !served.Provider.Adapter.PassesThrough(request.Protocol.Wire)
+            ? canonical.Dropped.Distinct(StringComparer.Ordinal).ToList()
+            : null;
 
     private void RecordLatency(GatewayRequest request, AttemptOutcome outcome)
     {
@@ -360,6 +376,11 @@ internal sealed partial class CompletionHandler(
         }
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
+        if (DroppedFields(request) is { } dropped)
+        {
+            metrics.TranslationDropped(request.Protocol.Api, dropped);
+        }
+
         traffic.Record(request.StatusCode, request.StreamCompleted);
         GatewayTracing.TagServerSpan(request);
         accessLog.Write(request, elapsed.TotalMilliseconds);

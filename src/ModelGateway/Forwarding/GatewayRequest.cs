@@ -48,6 +48,9 @@ internal sealed class GatewayRequest : IDisposable
 
     private ChatRequest? _canonical;
 
+    /// <summary>The canonical request if a translated attempt built it, without building it.</summary>
+    public ChatRequest? CanonicalIfBuilt => _canonical;
+
     public GatewayCatalog Catalog { get; set; } = null!;
     public ModelRoute? Route { get; set; }
     public RoutingDecision? Decision { get; set; }

@@ -108,7 +108,10 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
                 else if (request.Protocol.NamedEvents is { } named)
                 {
-                    failure = await PumpNamedAsync(writer, outcome, named, stream, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                    // With continuation on, the client's encoder follows the pass-through events, so a translated
+                    // continuation can carry on inside the message and content block the client already has.
+                    encoder ??= continuation ? CreateEncoder(request, outcome, originalId) : null;
+                    failure = await PumpNamedAsync(writer, outcome, named, stream, encoder as IPassThroughObserver, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
@@ -117,16 +120,16 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 if (failure is null)
                 {
-                    if (encoder is not null)
-                    {
-                        encoder.Complete(writer);
-                    }
-                    else if (request.Protocol.NamedEvents is { } named)
+                    if (outcome.Decoder is null && request.Protocol.NamedEvents is { } named)
                     {
                         if (!stream.TerminalSeen)
                         {
                             named.WriteMissingEnd(writer, stream.Usage, stream.FinishReason);
                         }
+                    }
+                    else if (encoder is not null)
+                    {
+                        encoder.Complete(writer);
                     }
                     else
                     {
@@ -155,7 +158,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 if (next is null)
                 {
                     request.ErrorCode = failure.Code;
-                    await FailStreamAsync(context, failure, timeProvider, options, encoder).ConfigureAwait(false);
+                    await FailStreamAsync(context, failure, timeProvider, options, encoder, request.Protocol).ConfigureAwait(false);
                     break;
                 }
 
@@ -285,7 +288,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     // Relays a named-event stream (Anthropic Messages, Responses) byte for byte until its terminal event
     // (null) or a break (the error to report). The outcome's reader starts on its first event.
     private async ValueTask<ApiError?> PumpNamedAsync(
-        PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream,
+        PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream, IPassThroughObserver? observer, RawTextCollector? text,
         CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var events = outcome.Events!;
@@ -304,6 +307,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 stream.Observe(facts);
+                observer?.Observe(events.EventName, events.Data, text);
                 if (!events.EventName.IsEmpty)
                 {
                     writer.Write("event: "u8);
@@ -571,7 +575,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     /// abort, so the response cannot look complete to any client. The pause lets the server's socket
     /// writer send what was flushed; aborting at once would throw the error event away.
     /// </summary>
-    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options, IStreamEncoder? encoder = null)
+    public static async Task FailStreamAsync(HttpContext context, ApiError error, TimeProvider timeProvider, GatewayOptions options, IStreamEncoder? encoder = null, ClientProtocol? protocol = null)
     {
         if (!context.RequestAborted.IsCancellationRequested)
         {
@@ -579,6 +583,10 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             if (encoder is not null)
             {
                 encoder.Fail(error, writer);
+            }
+            else if (protocol is not null)
+            {
+                protocol.WriteStreamError(error, writer);
             }
             else
             {
@@ -683,10 +691,21 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
             if (facts.HasUsage)
             {
+                // Named streams report usage in parts (Anthropic: input at the start, output at the end): merge.
                 UsageSeen = true;
-                _reported = facts.Usage;
+                _reported = Merge(_reported, facts.Usage);
             }
         }
+
+        private static TokenUsage Merge(TokenUsage earlier, in TokenUsage later) => new()
+        {
+            Input = later.Input > 0 ? later.Input : earlier.Input,
+            CacheRead = later.CacheRead > 0 ? later.CacheRead : earlier.CacheRead,
+            CacheWrite = later.CacheWrite > 0 ? later.CacheWrite : earlier.CacheWrite,
+            Output = later.Output > 0 ? later.Output : earlier.Output,
+            Reasoning = later.Reasoning > 0 ? later.Reasoning : earlier.Reasoning,
+            Reported = true,
+        };
 
         /// <summary>Tracks a translated stream's canonical events.</summary>
         public void Observe(in StreamEvent e)

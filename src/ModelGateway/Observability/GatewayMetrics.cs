@@ -60,6 +60,7 @@ internal sealed class GatewayMetrics
     private readonly UpDownCounter<long> _streams;
     private readonly Counter<long> _reloads;
     private readonly Counter<long> _authFailures;
+    private readonly Counter<long> _dropped;
     private readonly bool _keyLabels;
     private Func<IEnumerable<Measurement<double>>>? _hourlyCosts;
     private Func<int>? _stateAvailable;
@@ -89,6 +90,8 @@ internal sealed class GatewayMetrics
         _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
         _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
         _reloads = meter.CreateCounter<long>("modelgateway.config.reloads", "{reload}", "Routing-file loads and reloads, by result.");
+        _dropped = meter.CreateCounter<long>("modelgateway.translation.dropped", "{field}",
+            "Client fields a translated request could not carry to its deployment, by client API and field.");
         _authFailures = meter.CreateCounter<long>("modelgateway.auth.failures", "{request}", "Requests refused before routing: no key, unknown, revoked or expired key.");
         meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
         meter.CreateObservableGauge("modelgateway.deployment.cost_per_hour", () => _hourlyCosts?.Invoke() ?? [], "{USD}",
@@ -106,6 +109,32 @@ internal sealed class GatewayMetrics
     public void ObserveStateStore(Func<int> available) => _stateAvailable = available;
 
     public void ConfigReloaded(bool succeeded) => _reloads.Add(1, new KeyValuePair<string, object?>("result", succeeded ? "applied" : "refused"));
+
+    /// <summary>Counts each field a translation dropped (never a client's value, only the field's name).</summary>
+    public void TranslationDropped(string api, List<string> fields)
+    {
+        if (_dropped.Enabled)
+        {
+            foreach (var field in fields)
+            {
+                _dropped.Add(1, new("api", api), new("field", DroppedLabel(field)));
+            }
+        }
+    }
+
+    // Field names come from the client: only known ones become label values, so cardinality stays bounded.
+    private static readonly HashSet<string> KnownDropped = new(StringComparer.Ordinal)
+    {
+        "context_management", "output_config.effort", "output_config.task_budget", "thinking", "metadata.user_id", "tools.defer_loading",
+        "service_tier", "container", "mcp_servers", "inference_geo", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities",
+        "prediction", "web_search_options", "seed", "n", "reasoning_effort", "presence_penalty/frequency_penalty", "temperature/top_p/top_k",
+    };
+
+    private static string DroppedLabel(string field)
+        => KnownDropped.Contains(field) ? field
+            : field.StartsWith("tools.", StringComparison.Ordinal) ? "tools.server_tool"
+            : field.StartsWith("content.", StringComparison.Ordinal) ? "content.block"
+            : "other";
 
     public void AuthenticationFailed(string reason) => _authFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
@@ -180,7 +209,8 @@ internal sealed class GatewayMetrics
                 new("deployment", deployment?.Name),
                 new("provider", deployment?.Provider.Name),
                 new("tier", deployment is null ? null : Tier(deployment.Tier)),
-                new("status", StatusText(request.StatusCode)));
+                new("status", StatusText(request.StatusCode)),
+                new("api", request.Protocol.Api));
         }
 
         if (deployment is null)

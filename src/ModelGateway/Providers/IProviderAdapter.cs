@@ -82,6 +82,12 @@ internal sealed class UpstreamRequest(GatewayRequest request, Deployment deploym
     private ChatRequest BuildCanonical()
     {
         var canonical = Request.Canonical;
+        if (canonical.MaxTokens > Deployment.MaxOutputTokens)
+        {
+            // Routing kept this deployment because the client's max_tokens is only a ceiling (Anthropic's): clamp it.
+            canonical = canonical.WithMaxTokens(Deployment.MaxOutputTokens.Value);
+        }
+
         return IsContinuation ? canonical.WithAssistantPrefill(JsonLiteral.Decode(PrefillJson.Span)) : canonical;
     }
 }

@@ -155,7 +155,10 @@ internal sealed partial class FailoverExecutor
             {
                 var timeout = FirstByteTimeout(request, deployment);
                 context.Properties.Set(DeploymentCircuit.AttemptTimeout, timeout);
-                var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
+                // A named-event stream (Anthropic's) is continued translated: the client's encoder carries on in the
+                // message it already started, which a second pass-through stream (its own message_start) cannot.
+                var passThrough = deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire) && request.Protocol.NamedEvents is null;
+                var call = new UpstreamRequest(request, deployment, passThrough) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
                 var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
                 if (outcome is { IsSuccess: true })
                 {

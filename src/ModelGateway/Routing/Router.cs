@@ -42,7 +42,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         var needs = Needs(request.Operation, info);
         var counter = route.Counters.Next();
         var estimate = TokenEstimator.Estimate(info);
-        var expectedOutput = info.MaxTokens ?? route.ExpectedOutputTokens;
+        var expectedOutput = info.MaxTokens is { } maxTokens
+            ? info.MaxTokensIsCeiling ? Math.Min(maxTokens, route.ExpectedOutputTokens) : maxTokens
+            : route.ExpectedOutputTokens;
         var slo = EffectiveSlo(route, request);
         var caller = request.Caller;
         var now = timeProvider.GetTimestamp();
@@ -211,7 +213,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.FetchesMedia = true;
         }
 
-        if (info.MaxTokens is { } maxTokens && deployment.MaxOutputTokens is { } maxOutput && maxTokens > maxOutput)
+        if (info.MaxTokens is { } maxTokens && deployment.MaxOutputTokens is { } maxOutput && maxTokens > maxOutput && !info.MaxTokensIsCeiling)
         {
             view.ContextLimit = maxOutput;
             view.InputTokens = maxTokens;
@@ -221,7 +223,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         if (deployment.ContextWindow is { } window && request.Operation != Operation.Embeddings)
         {
             // The cheap upper bound settles most requests; the tokenizer runs only near the limit.
-            var budget = window - (long)(info.MaxTokens ?? 1);
+            // A ceiling is clamped to the deployment's output limit before it is sent, so only that much is reserved.
+            var reserved = info.MaxTokensIsCeiling && info.MaxTokens is { } ceiling ? Math.Min(ceiling, deployment.MaxOutputTokens ?? ceiling) : info.MaxTokens ?? 1;
+            var budget = window - (long)reserved;
             if (TokenEstimator.UpperBound(info) > budget)
             {
                 var exact = tokens.Count(request, deployment.Tokenizer);

@@ -62,7 +62,7 @@ internal static partial class RequestParser
     /// this, a body with <c>C3 28</c>, an overlong <c>C0 AF</c>, a UTF-8-encoded surrogate or a cut
     /// sequence would go upstream. One vectorised pass over the buffered body, no copy.
     /// </summary>
-    private static bool IsValidUtf8(ReadOnlySpan<byte> body, out RequestProblem problem)
+    internal static bool IsValidUtf8(ReadOnlySpan<byte> body, out RequestProblem problem)
     {
         if (Utf8.IsValid(body))
         {
