@@ -110,7 +110,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 {
                     // With continuation on, the client's encoder follows the pass-through events, so a translated
                     // continuation can carry on inside the message and content block the client already has.
-                    encoder ??= continuation ? CreateEncoder(request, outcome, originalId) : null;
+                    encoder ??= continuation ? CreateEncoder(request, outcome, stream) : null;
                     failure = await PumpNamedAsync(writer, outcome, named, stream, encoder as IPassThroughObserver, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
                 }
                 else
