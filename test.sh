@@ -35,6 +35,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 # Some of these packages declare a newer Node than the machine's 20; they run on it.
 (cd "$node_dir" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+# Claude Code (a native binary in its npm package), run headless through the gateway by ClaudeCodeTests.
+(cd tests/ModelGateway.Tests/Protocols/Anthropic/claude-code && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
 # The Codex CLI (its platform binary comes in an npm package) that runs one headless turn through the Responses API.
 (cd tests/ModelGateway.Tests/Protocols/Responses/codex && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
 

@@ -90,6 +90,7 @@ public static class GatewayApplication
         app.UseMiddleware<ErrorShapeMiddleware>();
         app.UseMiddleware<KeyAuthenticationMiddleware>();
         app.MapOpenAIEndpoints();
+        app.MapAnthropicEndpoints();
         app.MapOwnUsage();
         app.MapAdminEndpoints(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value);
         app.MapDashboard(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value, app.Services.GetRequiredService<IOptions<AuthOptions>>().Value);
@@ -105,9 +106,9 @@ public static class GatewayApplication
             Predicate = check => check.Tags.Contains("ready"),
             ResponseWriter = HealthResponse.WriteAsync,
         });
-        app.MapFallback(static context => (OpenAIEndpoints.IsKnownPath(context.Request.Path)
+        app.MapFallback(static context => Protocols.ClientProtocols.WriteErrorAsync(context, OpenAIEndpoints.IsKnownPath(context.Request.Path) || AnthropicEndpoints.IsKnownPath(context.Request.Path)
             ? ApiError.MethodNotAllowed(context.Request.Method, context.Request.Path)
-            : ApiError.NotFound(context.Request.Path)).WriteAsync(context));
+            : ApiError.NotFound(context.Request.Path)));
         return app;
     }
 
@@ -165,6 +166,9 @@ public static class GatewayApplication
         services.AddResponses(configuration);
         services.AddHostedService<StartupReport>();
         services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
+
+        // Resilience: deployments whose circuit is open are probed back into service.
+        services.AddHostedService<HealthProber>();
     }
 
     // Metrics for Prometheus always; traces and OTLP export only when an OTLP endpoint is configured,

@@ -133,6 +133,14 @@ internal sealed class ChatRequest
     /// <summary>Names of client fields the mapping had to drop, for the response header and the metric.</summary>
     public List<string> Dropped { get; } = [];
 
+    /// <summary>A shallow copy asking for at most <paramref name="maxTokens"/> (a client's ceiling clamped to the deployment's limit).</summary>
+    public ChatRequest WithMaxTokens(int maxTokens)
+    {
+        var copy = (ChatRequest)MemberwiseClone();
+        copy.MaxTokens = maxTokens;
+        return copy;
+    }
+
     /// <summary>A shallow copy whose message list can grow (continuation appends a prefill) without touching this one.</summary>
     public ChatRequest WithAssistantPrefill(string text)
     {

@@ -107,6 +107,11 @@ internal sealed class ProviderEndpoint
     /// <summary>The kind's settings, typed; only the kind's own adapter asks for them.</summary>
     public T SettingsAs<T>()
         where T : class => Settings as T ?? throw new InvalidOperationException($"provider '{Name}' has no {typeof(T).Name}");
+
+    // Client URLs (issue 22, Providers/Media): what the gateway may fetch for its deployments by default.
+    public Providers.Media.MediaFetchPolicy? MediaFetch { get; init; }
+    /// <summary>Resilience: how the deployments of this provider are probed while their circuit is open.</summary>
+    public ProbeSettings Probe { get; init; } = ProbeSettings.Default;
 }
 
 /// <summary>A compiled deployment: one model on one provider, with its economics and live state.</summary>
@@ -122,6 +127,12 @@ internal sealed class Deployment
 
     public required int? ContextWindow { get; init; }
     public required int? MaxOutputTokens { get; init; }
+
+    /// <summary>The model catalog's row this deployment inherits figures from, or null.</summary>
+    public string? KnownModel { get; init; }
+
+    /// <summary>Where each figure came from: the routing file or the model catalog (with the catalog's basis and date).</summary>
+    public IReadOnlyDictionary<string, string> FigureSources { get; init; } = new Dictionary<string, string>();
 
     /// <summary>The output limit sent when a client names none and the provider requires one (Anthropic).</summary>
     public int DefaultMaxTokens { get; init; } = 4096;
@@ -147,6 +158,16 @@ internal sealed class Deployment
     public DeploymentTier Tier => Provider.Tier;
 
     public bool Has(Capabilities needed) => (Capabilities & needed) == needed;
+
+    // Client URLs (issue 22, Providers/Media).
+
+    /// <summary>Whether the provider takes image and document URLs as they are; false: it needs the bytes.</summary>
+    public bool TakesMediaUrls { get; init; } = true;
+
+    /// <summary>For a deployment that needs bytes: what the gateway may fetch for it. Null: nothing, ever.</summary>
+    public Providers.Media.MediaFetchPolicy? MediaFetch { get; init; }
+    /// <summary>Resilience: the model catalog marks the model as one that reasons before it writes, so its first token may take minutes.</summary>
+    public bool IsReasoningModel { get; init; }
 }
 
 /// <summary>
@@ -227,6 +248,26 @@ internal sealed class ModelRoute
 
     /// <summary>The route's Polly pipeline (failover retry, or hedging), built once per catalog.</summary>
     public ResiliencePipeline<AttemptOutcome> Pipeline { get; set; } = null!;
+
+    /// <summary>Resilience: retries on the same deployment per target, aligned with <see cref="Targets"/>; null when every target takes the route's default.</summary>
+    public int[]? TargetRetries { get; init; }
+
+    /// <summary>How often <paramref name="deployment"/> is tried again before the route fails over from it.</summary>
+    public int RetriesFor(Deployment deployment)
+    {
+        if (TargetRetries is { } retries)
+        {
+            for (var i = 0; i < Targets.Length; i++)
+            {
+                if (ReferenceEquals(Targets[i], deployment))
+                {
+                    return retries[i];
+                }
+            }
+        }
+
+        return Resilience.Retries;
+    }
 }
 
 /// <summary>Compiled failover, retry, hedging and timeout settings of a route.</summary>
@@ -240,7 +281,20 @@ internal sealed record RouteResilience(
     TimeSpan TotalTimeout,
     TimeSpan KeepAliveInterval,
     HedgingSettings? Hedging,
-    bool Continuation);
+    bool Continuation)
+{
+    /// <summary>Tries on the same deployment after a transient failure, before failing over (targets may set their own).</summary>
+    public int Retries { get; init; }
+
+    /// <summary>The longest <c>Retry-After</c> (or cool-down) a retry on the same deployment waits for; a longer one fails over at once.</summary>
+    public TimeSpan MaxRetryAfter { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The first-token deadline of deployments the model catalog marks as reasoning models, which think before they write.</summary>
+    public TimeSpan ReasoningFirstTokenTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Whether the route itself set <see cref="FirstTokenTimeout"/>: then it applies to reasoning models too.</summary>
+    public bool FirstTokenTimeoutSet { get; init; }
+}
 
 /// <summary>Compiled hedging settings.</summary>
 internal sealed record HedgingSettings(TimeSpan Delay, int MaxAttempts);
@@ -251,7 +305,17 @@ internal sealed record CircuitBreakerSettings(
     int MinimumThroughput,
     TimeSpan SamplingDuration,
     int ConsecutiveFailures,
-    TimeSpan BreakDuration);
+    TimeSpan BreakDuration)
+{
+    /// <summary>The longest break: each failed recovery test doubles the break, up to this.</summary>
+    public TimeSpan MaxBreakDuration { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>Compiled health-probe settings of a provider: a cheap request every interval (± jitter) while a circuit is open.</summary>
+internal sealed record ProbeSettings(bool Enabled, TimeSpan Interval, TimeSpan Jitter, TimeSpan Timeout)
+{
+    public static readonly ProbeSettings Default = new(true, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10));
+}
 
 /// <summary>Compiled behaviour of a simulated deployment.</summary>
 internal sealed record SimulationSettings(
@@ -262,7 +326,8 @@ internal sealed record SimulationSettings(
     int ErrorStatus,
     int? Concurrency,
     int EmbeddingDimensions,
-    OutageWindow[] Outages);
+    OutageWindow[] Outages,
+    bool TakesMediaUrls = true);
 
 /// <summary>A scheduled outage: a fixed window, or a repeating one (<c>every</c>/<c>for</c>/<c>offset</c>).</summary>
 internal sealed record OutageWindow(DateTimeOffset? From, DateTimeOffset? Until, TimeSpan? Every, TimeSpan? Duration, TimeSpan Offset, int Status)

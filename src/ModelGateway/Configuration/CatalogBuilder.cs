@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers;
+using ModelGateway.Providers.Media;
 using ModelGateway.Providers.Simulated;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -42,12 +43,19 @@ internal sealed partial class CatalogBuilder(
         Hedging: null,
         Continuation: false);
 
+    // Resilience: a short first break (5s) that doubles while the deployment stays down, up to a minute;
+    // probes (ProbeSettings.Default) bring a recovered deployment back sooner than any break.
     private static readonly CircuitBreakerSettings DefaultBreaker = new(
         FailureRatio: 0.5,
         MinimumThroughput: 10,
         SamplingDuration: TimeSpan.FromSeconds(30),
         ConsecutiveFailures: 5,
-        BreakDuration: TimeSpan.FromSeconds(30));
+        BreakDuration: TimeSpan.FromSeconds(5))
+    {
+        MaxBreakDuration = TimeSpan.FromSeconds(60),
+    };
+
+    private const int MaxRetries = 10;
 
     /// <summary>Compiles the document; returns null and fills <paramref name="errors"/> when anything is wrong.</summary>
     public GatewayCatalog? Build(RoutingConfigDocument document, string source, string contentHash, int version, List<ConfigError> errors, List<ConfigError> warnings)
@@ -56,11 +64,12 @@ internal sealed partial class CatalogBuilder(
         var defaultStrategy = ParseStrategy(defaults.Strategy, "defaults.strategy", errors) ?? RoutingStrategyKind.Priority;
         var defaultResilience = MergeResilience(DefaultResilience, defaults.Resilience, "defaults.resilience", errors);
         var defaultBreaker = MergeBreaker(DefaultBreaker, defaults.CircuitBreaker, "defaults.circuitBreaker", errors);
+        var defaultProbe = MergeProbe(ProbeSettings.Default, defaults.Probe, "defaults.probe", errors);
         var defaultWindow = ParseDuration(defaults.LatencyWindow, "defaults.latencyWindow", errors, positive: true) ?? TimeSpan.FromMinutes(5);
 
         var context = new ConfigContext(errors, warnings) { FromEnvironment = document.FromEnvironment };
-        var providers = BuildProviders(document.Providers, context);
-        var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors);
+        var providers = BuildProviders(document.Providers, context, defaultProbe);
+        var deployments = BuildDeployments(document.Deployments, providers, defaultBreaker, defaultWindow, errors, warnings);
         var routes = BuildRoutes(document.Routes, deployments, defaultStrategy, defaultResilience, errors, warnings);
         if (errors.Count > 0)
         {
@@ -102,7 +111,7 @@ internal sealed partial class CatalogBuilder(
         };
     }
 
-    private Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, ConfigContext context)
+    private Dictionary<string, ProviderEndpoint> BuildProviders(List<ProviderDocument>? documents, ConfigContext context, ProbeSettings defaultProbe)
     {
         var errors = context.Errors;
         var result = new Dictionary<string, ProviderEndpoint>(StringComparer.Ordinal);
@@ -184,6 +193,13 @@ internal sealed partial class CatalogBuilder(
 
             var connectTimeout = ParseDuration(doc.ConnectTimeout, path + ".connectTimeout", errors, positive: true) ?? TimeSpan.FromSeconds(5);
             var settings = factory?.CompileSettings(doc, path, context);
+            var mediaFetch = MediaFetchPolicy.Compile(doc.MediaFetch, path + ".mediaFetch", errors, context.Warnings);
+            if (doc.MediaFetch is not null && factory is not null && factory.TakesMediaUrls && (settings as SimulationSettings)?.TakesMediaUrls != false)
+            {
+                context.Warning(path + ".mediaFetch", $"has no effect: {factory.Kind} deployments take URLs as they are, so the gateway never fetches for them");
+            }
+
+            var probe = MergeProbe(defaultProbe, doc.Probe, path + ".probe", errors);
             if (name is null || factory is null)
             {
                 continue;
@@ -203,6 +219,8 @@ internal sealed partial class CatalogBuilder(
                 ConnectTimeout = connectTimeout,
                 Simulation = settings as SimulationSettings,
                 Settings = settings,
+                MediaFetch = mediaFetch,
+                Probe = probe,
             };
         }
 
@@ -210,7 +228,7 @@ internal sealed partial class CatalogBuilder(
     }
 
     private static Dictionary<string, Deployment> BuildDeployments(
-        List<DeploymentDocument>? documents, Dictionary<string, ProviderEndpoint> providers, CircuitBreakerSettings defaultBreaker, TimeSpan defaultWindow, List<ConfigError> errors)
+        List<DeploymentDocument>? documents, Dictionary<string, ProviderEndpoint> providers, CircuitBreakerSettings defaultBreaker, TimeSpan defaultWindow, List<ConfigError> errors, List<ConfigError> warnings)
     {
         var result = new Dictionary<string, Deployment>(StringComparer.Ordinal);
         if (documents is null || documents.Count == 0)
@@ -256,7 +274,10 @@ internal sealed partial class CatalogBuilder(
 
             Positive(doc.ContextWindow, path + ".contextWindow", errors);
             Positive(doc.MaxOutputTokens, path + ".maxOutputTokens", errors);
-            if (doc.ContextWindow is { } window && doc.MaxOutputTokens is { } maxOutput && maxOutput > window)
+            var known = KnownModelInheritance.Resolve(doc.KnownModel, model, path, errors);
+            var contextWindow = known.ContextWindow(doc.ContextWindow);
+            var maxOutputTokens = known.MaxOutputTokens(doc.MaxOutputTokens);
+            if (contextWindow is { } window && maxOutputTokens is { } maxOutput && maxOutput > window)
             {
                 errors.Add(new(path + ".maxOutputTokens", $"{maxOutput} is larger than the context window ({window})"));
             }
@@ -265,9 +286,15 @@ internal sealed partial class CatalogBuilder(
             Positive(doc.Limits?.Rpm, path + ".limits.rpm", errors);
             Positive(doc.Limits?.Tpm, path + ".limits.tpm", errors);
             var pricing = ParsePricing(doc.Pricing, path + ".pricing", errors);
-            var capabilities = ParseCapabilities(doc.Capabilities, provider?.Factory, path + ".capabilities", errors);
+            if (known.Pricing(doc.Pricing) is { } inherited && !ReferenceEquals(inherited, doc.Pricing))
+            {
+                // Checked as the file states it (above); the merge with the catalog's figures is compiled quietly.
+                pricing = ParsePricing(inherited, path + ".pricing", []);
+            }
+
+            var capabilities = known.Capabilities(doc.Capabilities, provider?.Factory) ?? ParseCapabilities(doc.Capabilities, provider?.Factory, path + ".capabilities", errors);
             Positive(doc.DefaultMaxTokens, path + ".defaultMaxTokens", errors);
-            var tokenizer = ParseTokenizer(doc.Tokenizer, model, path + ".tokenizer", errors);
+            var tokenizer = known.Tokenizer(doc.Tokenizer) ?? ParseTokenizer(doc.Tokenizer, model, path + ".tokenizer", errors);
             var breaker = MergeBreaker(defaultBreaker, doc.CircuitBreaker, path + ".circuitBreaker", errors);
             var firstToken = ParseDuration(doc.FirstTokenTimeout, path + ".firstTokenTimeout", errors, positive: true);
             var idle = ParseDuration(doc.IdleTimeout, path + ".idleTimeout", errors, positive: true);
@@ -285,6 +312,14 @@ internal sealed partial class CatalogBuilder(
                 }
             }
 
+            // Client URLs (issue 22): the deployment's own mediaFetch replaces the provider's as a whole.
+            var mediaFetch = doc.MediaFetch is null ? provider?.MediaFetch : MediaFetchPolicy.Compile(doc.MediaFetch, path + ".mediaFetch", errors, warnings);
+            var takesMediaUrls = provider is not null && provider.Factory.TakesMediaUrls && (simulation ?? provider.Simulation)?.TakesMediaUrls != false;
+            if (doc.MediaFetch is not null && takesMediaUrls)
+            {
+                warnings.Add(new(path + ".mediaFetch", $"has no effect: {provider!.Kind} deployments take URLs as they are, so the gateway never fetches for them"));
+            }
+
             if (name is null || provider is null || model is null)
             {
                 continue;
@@ -297,9 +332,11 @@ internal sealed partial class CatalogBuilder(
                 Provider = provider,
                 UpstreamModel = model,
                 UpstreamModelJson = JsonSerializer.SerializeToUtf8Bytes(model, RoutingConfigJsonContext.Default.String),
-                ContextWindow = doc.ContextWindow,
-                MaxOutputTokens = doc.MaxOutputTokens,
-                DefaultMaxTokens = Math.Min(doc.DefaultMaxTokens ?? 4096, doc.MaxOutputTokens ?? int.MaxValue),
+                ContextWindow = contextWindow,
+                MaxOutputTokens = maxOutputTokens,
+                DefaultMaxTokens = Math.Min(doc.DefaultMaxTokens ?? 4096, maxOutputTokens ?? int.MaxValue),
+                KnownModel = known.Known?.Id,
+                FigureSources = known.Sources,
                 Pricing = pricing,
                 Capabilities = capabilities,
                 Capacity = doc.Capacity,
@@ -314,6 +351,9 @@ internal sealed partial class CatalogBuilder(
                 LatencyWindow = latencyWindow,
                 CircuitBreaker = breaker,
                 Simulation = simulation ?? provider.Simulation,
+                TakesMediaUrls = takesMediaUrls,
+                MediaFetch = takesMediaUrls ? null : mediaFetch,
+                IsReasoningModel = known.Known?.Has("reasoning") == true,
             };
         }
 
@@ -340,6 +380,7 @@ internal sealed partial class CatalogBuilder(
             var isAuto = name == AutoRoute && (doc.Targets is null || doc.Targets.Count == 0);
             var targets = new List<Deployment>();
             var weights = new List<double>();
+            var targetRetries = new List<int?>();
             if (!isAuto && (doc.Targets is null || doc.Targets.Count == 0))
             {
                 errors.Add(new(path + ".targets", "list at least one deployment"));
@@ -372,8 +413,14 @@ internal sealed partial class CatalogBuilder(
                     errors.Add(new(targetPath + ".weight", "must be greater than 0"));
                 }
 
+                if (target.Retries is { } targetRetry && targetRetry is < 0 or > MaxRetries)
+                {
+                    errors.Add(new(targetPath + ".retries", $"must be between 0 and {MaxRetries}"));
+                }
+
                 targets.Add(deployment);
                 weights.Add(target.Weight ?? 1);
+                targetRetries.Add(target.Retries);
             }
 
             var slo = ParseSlo(doc.Slo, path + ".slo", errors);
@@ -404,14 +451,15 @@ internal sealed partial class CatalogBuilder(
 
             Positive(doc.ExpectedOutputTokens, path + ".expectedOutputTokens", errors);
             var (tiers, regions, tags) = ParseConstraints(doc.Constraints, path + ".constraints", errors);
-            var resilience = MergeResilience(defaultResilience, doc.Resilience, path + ".resilience", errors);
+            var resilience = MergeResilience(defaultResilience, doc.Resilience, path + ".resilience", errors, isRoute: true);
             if (name is null)
             {
                 continue;
             }
 
+            int[]? retries = targetRetries.Exists(r => r is not null) ? [.. targetRetries.Select(r => r ?? resilience.Retries)] : null;
             routes.Add(NewRoute(name, doc.Description, strategy, isAuto ? [] : [.. targets], [.. weights], slo, costWeight, latencyWeight, exploration,
-                doc.ExpectedOutputTokens ?? 256, tiers, regions, tags, resilience, isAuto, isAuto ? deployments.Values : targets));
+                doc.ExpectedOutputTokens ?? 256, tiers, regions, tags, resilience, isAuto, isAuto ? deployments.Values : targets, retries));
         }
 
         if (!firstSeen.ContainsKey(AutoRoute) && deployments.Count > 0)
@@ -426,7 +474,8 @@ internal sealed partial class CatalogBuilder(
 
     private static ModelRoute NewRoute(
         string name, string? description, RoutingStrategyKind strategy, Deployment[] targets, double[] weights, SloSettings? slo, double costWeight, double latencyWeight,
-        double exploration, int expectedOutput, DeploymentTier[]? tiers, string[]? regions, string[]? tags, RouteResilience resilience, bool isAuto, IEnumerable<Deployment> members)
+        double exploration, int expectedOutput, DeploymentTier[]? tiers, string[]? regions, string[]? tags, RouteResilience resilience, bool isAuto, IEnumerable<Deployment> members,
+        int[]? targetRetries = null)
     {
         int? maxContext = null;
         var capabilities = Capabilities.None;
@@ -457,6 +506,7 @@ internal sealed partial class CatalogBuilder(
             RequiredTags = tags,
             Resilience = resilience,
             IsAuto = isAuto,
+            TargetRetries = targetRetries,
             MaxContextWindow = maxContext,
             Capabilities = capabilities,
         };
@@ -668,7 +718,7 @@ internal sealed partial class CatalogBuilder(
         return (tiers, doc.Regions?.ToArray(), doc.Tags?.ToArray());
     }
 
-    private static RouteResilience MergeResilience(RouteResilience baseline, ResilienceDocument? doc, string path, List<ConfigError> errors)
+    private static RouteResilience MergeResilience(RouteResilience baseline, ResilienceDocument? doc, string path, List<ConfigError> errors, bool isRoute = false)
     {
         if (doc is null)
         {
@@ -708,6 +758,12 @@ internal sealed partial class CatalogBuilder(
             errors.Add(new(path + ".maxBackoff", "must not be shorter than backoff"));
         }
 
+        var retries = doc.Retries ?? baseline.Retries;
+        if (retries is < 0 or > MaxRetries)
+        {
+            errors.Add(new(path + ".retries", $"must be between 0 and {MaxRetries}"));
+        }
+
         return new RouteResilience(
             maxAttempts,
             backoff,
@@ -718,7 +774,38 @@ internal sealed partial class CatalogBuilder(
             ParseDuration(doc.TotalTimeout, path + ".totalTimeout", errors, positive: true) ?? baseline.TotalTimeout,
             keepAlive,
             hedging,
-            doc.Continuation ?? baseline.Continuation);
+            doc.Continuation ?? baseline.Continuation)
+        {
+            Retries = retries,
+            MaxRetryAfter = ParseDuration(doc.MaxRetryAfter, path + ".maxRetryAfter", errors, positive: false) ?? baseline.MaxRetryAfter,
+            ReasoningFirstTokenTimeout = ParseDuration(doc.ReasoningFirstTokenTimeout, path + ".reasoningFirstTokenTimeout", errors, positive: true) ?? baseline.ReasoningFirstTokenTimeout,
+
+            // Only a route's own deadline reaches its reasoning models; one in defaults.resilience is meant for ordinary ones.
+            FirstTokenTimeoutSet = isRoute && doc.FirstTokenTimeout is not null,
+        };
+    }
+
+    private static ProbeSettings MergeProbe(ProbeSettings baseline, ProbeDocument? doc, string path, List<ConfigError> errors)
+    {
+        if (doc is null)
+        {
+            return baseline;
+        }
+
+        var interval = ParseDuration(doc.Interval, path + ".interval", errors, positive: true) ?? baseline.Interval;
+        var jitter = ParseDuration(doc.Jitter, path + ".jitter", errors, positive: false) ?? baseline.Jitter;
+        var timeout = ParseDuration(doc.Timeout, path + ".timeout", errors, positive: true) ?? baseline.Timeout;
+        if (interval < TimeSpan.FromMilliseconds(500))
+        {
+            errors.Add(new(path + ".interval", "must be at least 500ms"));
+        }
+
+        if (jitter >= interval && doc.Jitter is not null)
+        {
+            errors.Add(new(path + ".jitter", "must be shorter than interval"));
+        }
+
+        return new ProbeSettings(doc.Enabled ?? baseline.Enabled, interval, jitter < interval ? jitter : interval / 5, timeout);
     }
 
     private static CircuitBreakerSettings MergeBreaker(CircuitBreakerSettings baseline, CircuitBreakerDocument? doc, string path, List<ConfigError> errors)
@@ -758,7 +845,13 @@ internal sealed partial class CatalogBuilder(
             errors.Add(new(path + ".breakDuration", "must be at least 500ms"));
         }
 
-        return new CircuitBreakerSettings(ratio, throughput, sampling, consecutive, breakDuration);
+        var maxBreak = ParseDuration(doc.MaxBreakDuration, path + ".maxBreakDuration", errors, positive: true) ?? baseline.MaxBreakDuration;
+        if (doc.MaxBreakDuration is not null && maxBreak < breakDuration)
+        {
+            errors.Add(new(path + ".maxBreakDuration", "must not be shorter than breakDuration"));
+        }
+
+        return new CircuitBreakerSettings(ratio, throughput, sampling, consecutive, breakDuration) { MaxBreakDuration = maxBreak < breakDuration ? breakDuration : maxBreak };
     }
 
     internal static SimulationSettings ParseSimulation(SimulationSettings baseline, SimulationDocument doc, string path, List<ConfigError> errors)
@@ -825,7 +918,7 @@ internal sealed partial class CatalogBuilder(
         }
 
         return new SimulationSettings(ttft, tps, doc.OutputTokens ?? baseline.OutputTokens, errorRate, errorStatus, doc.Concurrency ?? baseline.Concurrency,
-            doc.EmbeddingDimensions ?? baseline.EmbeddingDimensions, [.. outages]);
+            doc.EmbeddingDimensions ?? baseline.EmbeddingDimensions, [.. outages], doc.TakesMediaUrls ?? baseline.TakesMediaUrls);
     }
 
     private static DateTimeOffset? ParseTime(string? text, string path, List<ConfigError> errors)

@@ -5,7 +5,7 @@ namespace ModelGateway.Configuration;
 
 /// <summary>
 /// Reads route targets written either as plain deployment names or as
-/// <c>{ deployment: name, weight: 3 }</c> objects, so simple routes stay one line long.
+/// <c>{ deployment: name, weight: 3, retries: 2 }</c> objects, so simple routes stay one line long.
 /// </summary>
 internal sealed class RouteTargetListConverter : JsonConverter<List<RouteTargetDocument>>
 {
@@ -33,7 +33,7 @@ internal sealed class RouteTargetListConverter : JsonConverter<List<RouteTargetD
                     targets.Add(ReadObject(ref reader));
                     break;
                 default:
-                    throw new JsonException("a target is a deployment name or { deployment: name, weight: n }");
+                    throw new JsonException("a target is a deployment name or { deployment: name, weight: n, retries: n }");
             }
         }
 
@@ -55,11 +55,15 @@ internal sealed class RouteTargetListConverter : JsonConverter<List<RouteTargetD
                 case "weight" when reader.TokenType is JsonTokenType.Number:
                     target.Weight = reader.GetDouble();
                     break;
+                case "retries" when reader.TokenType is JsonTokenType.Number && reader.TryGetInt32(out var retries):
+                    target.Retries = retries;
+                    break;
                 case "deployment":
                 case "weight":
+                case "retries":
                     throw new JsonException($"'{name}' has the wrong type");
                 default:
-                    throw new JsonException($"unknown field '{name}' (a target has 'deployment' and 'weight')");
+                    throw new JsonException($"unknown field '{name}' (a target has 'deployment', 'weight' and 'retries')");
             }
         }
 
@@ -76,6 +80,11 @@ internal sealed class RouteTargetListConverter : JsonConverter<List<RouteTargetD
             if (target.Weight is { } weight)
             {
                 writer.WriteNumber("weight", weight);
+            }
+
+            if (target.Retries is { } retries)
+            {
+                writer.WriteNumber("retries", retries);
             }
 
             writer.WriteEndObject();

@@ -27,6 +27,9 @@ public sealed class DefaultsDocument
     public ResilienceDocument? Resilience { get; set; }
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public string? LatencyWindow { get; set; }
+
+    // Resilience: how deployments whose circuit is open are probed, unless a provider says otherwise.
+    public ProbeDocument? Probe { get; set; }
 }
 
 /// <summary>Where deployments live: an API endpoint and the credential to call it.</summary>
@@ -46,6 +49,11 @@ public sealed class ProviderDocument
     public Dictionary<string, string>? Headers { get; set; }
     public string? ConnectTimeout { get; set; }
     public SimulationDocument? Simulate { get; set; }
+
+    // Client URLs (issue 22, Providers/Media): the default of this provider's deployments.
+    public MediaFetchDocument? MediaFetch { get; set; }
+    // Resilience: how this provider's deployments are probed while their circuit is open.
+    public ProbeDocument? Probe { get; set; }
 }
 
 /// <summary>One model on one provider, with its price, size and abilities.</summary>
@@ -54,6 +62,9 @@ public sealed class DeploymentDocument
     public string? Name { get; set; }
     public string? Provider { get; set; }
     public string? Model { get; set; }
+
+    /// <summary>The model catalog row to inherit figures from; defaults to <see cref="Model"/>; <c>none</c> opts out.</summary>
+    public string? KnownModel { get; set; }
     public int? ContextWindow { get; set; }
     public int? MaxOutputTokens { get; set; }
     public int? DefaultMaxTokens { get; set; }
@@ -70,6 +81,9 @@ public sealed class DeploymentDocument
     public string? LatencyWindow { get; set; }
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public SimulationDocument? Simulate { get; set; }
+
+    // Client URLs (issue 22, Providers/Media): replaces the provider's mediaFetch as a whole.
+    public MediaFetchDocument? MediaFetch { get; set; }
 }
 
 /// <summary>Prices in USD per one million tokens, or per hour for a self-hosted server.</summary>
@@ -112,6 +126,9 @@ public sealed class RouteTargetDocument
 {
     public string? Deployment { get; set; }
     public double? Weight { get; set; }
+
+    // Resilience: tries on this deployment after a transient failure, before failing over.
+    public int? Retries { get; set; }
 }
 
 /// <summary>A latency objective: the cheapest deployment that meets it wins.</summary>
@@ -151,6 +168,11 @@ public sealed class ResilienceDocument
     public string? KeepAliveInterval { get; set; }
     public HedgingDocument? Hedging { get; set; }
     public bool? Continuation { get; set; }
+
+    // Resilience: retries on the same deployment, the Retry-After ceiling, and reasoning models' first-token deadline.
+    public int? Retries { get; set; }
+    public string? MaxRetryAfter { get; set; }
+    public string? ReasoningFirstTokenTimeout { get; set; }
 }
 
 /// <summary>Start a second attempt when the first is slow to produce its first byte.</summary>
@@ -170,6 +192,9 @@ public sealed class CircuitBreakerDocument
     public string? SamplingDuration { get; set; }
     public int? ConsecutiveFailures { get; set; }
     public string? BreakDuration { get; set; }
+
+    // Resilience: the break doubles after each failed recovery test, up to this.
+    public string? MaxBreakDuration { get; set; }
 }
 
 /// <summary>How a simulated deployment behaves: speed, length, errors and outages.</summary>
@@ -183,6 +208,9 @@ public sealed class SimulationDocument
     public int? Concurrency { get; set; }
     public int? EmbeddingDimensions { get; set; }
     public List<OutageDocument>? Outages { get; set; }
+
+    // Client URLs (issue 22): false makes the simulated deployment need images inline, like Bedrock or Gemini.
+    public bool? TakesMediaUrls { get; set; }
 }
 
 /// <summary>A scheduled outage: either a fixed window or a repeating one.</summary>
@@ -194,6 +222,30 @@ public sealed class OutageDocument
     public string? For { get; set; }
     public string? Offset { get; set; }
     public int? Status { get; set; }
+}
+
+/// <summary>
+/// Whether the gateway may download the image and document URLs clients send, for a deployment whose
+/// provider takes only inline content (docs/security.md). Absent: never.
+/// </summary>
+public sealed class MediaFetchDocument
+{
+    public bool? Enabled { get; set; }
+    public List<string>? AllowedHosts { get; set; }
+    public List<int>? AllowedPorts { get; set; }
+    public List<string>? AllowedAddresses { get; set; }
+    public long? MaxBytes { get; set; }
+    public string? Timeout { get; set; }
+    public int? MaxRedirects { get; set; }
+}
+
+/// <summary>Active health probing of deployments whose circuit is open: a cheap request every interval.</summary>
+public sealed class ProbeDocument
+{
+    public bool? Enabled { get; set; }
+    public string? Interval { get; set; }
+    public string? Jitter { get; set; }
+    public string? Timeout { get; set; }
 }
 
 [JsonSourceGenerationOptions(

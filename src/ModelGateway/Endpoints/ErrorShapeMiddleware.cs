@@ -3,8 +3,8 @@ using ModelGateway.Wire;
 namespace ModelGateway.Endpoints;
 
 /// <summary>
-/// Whatever goes wrong outside the handlers still answers in OpenAI's error shape: an unexpected
-/// exception becomes a 500 without a stack trace.
+/// Whatever goes wrong outside the handlers still answers in the client API's error shape (OpenAI's, or
+/// Anthropic's under <c>/v1/messages</c>): an unexpected exception becomes a 500 without a stack trace.
 /// </summary>
 internal sealed partial class ErrorShapeMiddleware(RequestDelegate next, ILogger<ErrorShapeMiddleware> logger)
 {
@@ -19,9 +19,9 @@ internal sealed partial class ErrorShapeMiddleware(RequestDelegate next, ILogger
             LogUnhandled(logger, context.TraceIdentifier, ex);
             context.Response.Clear();
             context.Response.Headers["x-request-id"] = context.TraceIdentifier;
-            await (ex is BadHttpRequestException bad
+            await Protocols.ClientProtocols.WriteErrorAsync(context, ex is BadHttpRequestException bad
                 ? new ApiError(bad.StatusCode, "The request could not be read.", "invalid_request_error", "invalid_request")
-                : ApiError.Internal()).WriteAsync(context);
+                : ApiError.Internal());
         }
     }
 

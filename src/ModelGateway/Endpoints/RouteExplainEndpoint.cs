@@ -54,6 +54,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         json.WriteNumber("estimated_input_tokens", decision.EstimatedInputTokens);
         json.WriteNumber("expected_output_tokens", decision.ExpectedOutputTokens);
         json.WriteBoolean("stream", request.Info.Stream);
+        json.WriteNumber("media_urls", request.Info.MediaUrlCount);
         json.WriteStartArray("needs");
         foreach (var need in ModelsEndpoint.Names(Router.Needs(request.Operation, request.Info)))
         {
@@ -96,6 +97,12 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
                 json.WriteBoolean("meets_slo", view.MeetsSlo);
             }
 
+            if (view.FetchesMedia)
+            {
+                json.WriteBoolean("fetches_media_urls", true);
+                json.WriteString("note", "needs images and documents inline: the gateway would fetch the request's URLs for it (mediaFetch), so it ranks after every deployment that takes URLs as they are");
+            }
+
             json.WriteEndObject();
         }
 
@@ -132,6 +139,14 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         }
 
         json.WriteNumber("estimated_input_tokens", view.InputTokens);
+        if (deployment.KnownModel is { } known)
+        {
+            json.WriteString("known_model", known);
+        }
+
+        json.WriteStartObject("figures");
+        ModelsEndpoint.WriteFigureValues(json, deployment);
+        json.WriteEndObject();
         if (deployment.ContextWindow is { } window)
         {
             json.WriteNumber("context_window", window);
@@ -177,6 +192,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         Exclusion.JsonSchema => "no_json_schema",
         Exclusion.RouteConstraint => "route_constraint",
         Exclusion.KeyConstraint => "key_constraint",
+        Exclusion.MediaUrl => "media_url_not_supported",
         Exclusion.ContextWindow => "context_length_exceeded",
         Exclusion.MaxOutput => "max_tokens_exceeded",
         Exclusion.CircuitOpen => "circuit_open",

@@ -180,7 +180,6 @@ internal sealed partial class CompletionHandler(
 
             var deployment = outcome.Deployment!;
             request.ServedBy = deployment;
-            request.ServedTranslated = outcome.IsTranslated;
             request.FirstByteTimestamp = outcome.FirstByteAt;
             request.TimeToFirstToken = timeProvider.GetElapsedTime(outcome.StartedAt, outcome.FirstByteAt);
             request.StatusCode = StatusCodes.Status200OK;
@@ -277,7 +276,8 @@ internal sealed partial class CompletionHandler(
             return;
         }
 
-        await error.WriteAsync(context).ConfigureAwait(false);
+        // In the client's own API shape (OpenAI, Anthropic Messages, Responses).
+        await request.Protocol.WriteErrorAsync(context, error).ConfigureAwait(false);
     }
 
     private static ApiError NoCandidate(RoutingDecision decision)
@@ -301,6 +301,10 @@ internal sealed partial class CompletionHandler(
             Exclusion.Tools => ApiError.BadRequest($"No deployment of '{route}' supports tools.", "unsupported_capability", "tools"),
             Exclusion.Vision => ApiError.BadRequest($"No deployment of '{route}' accepts image input.", "unsupported_capability", "messages"),
             Exclusion.JsonSchema => ApiError.BadRequest($"No deployment of '{route}' supports response_format json_schema.", "unsupported_capability", "response_format"),
+            Exclusion.MediaUrl => ApiError.BadRequest(
+                $"The deployments of '{route}' need images and documents inline (base64 or a data: URL): they cannot take URLs, and the gateway does not fetch URLs for them. Send the content inline.",
+                Providers.Media.MediaFetchException.NotInline,
+                "messages"),
             _ => ApiError.BadRequest($"The model '{route}' does not serve this operation.", "unsupported_operation", "model"),
         };
     }
@@ -322,12 +326,22 @@ internal sealed partial class CompletionHandler(
             headers["x-upstream-request-id"] = upstreamId;
         }
 
-        if (outcome.IsTranslated && request.TranslatedDropped() is { Length: > 0 } dropped)
+        if (DroppedFields(request) is { } dropped)
         {
-            // What the client asked for that the serving deployment's wire has no way to express.
-            headers["x-modelgateway-dropped"] = dropped;
+            // What the translation for this deployment could not carry (Claude Code's context_management, a web_search tool...).
+            headers[DroppedHeader] = string.Join(',', dropped);
         }
     }
+
+    /// <summary>Names the client fields a translated request had to drop (<c>tools.web_search</c>, <c>context_management</c>...).</summary>
+    public const string DroppedHeader = "x-modelgateway-dropped";
+
+    // Only for an answer that was translated: a pass-through deployment got every field. Mappers add per
+    // attempt, so a failover can name a field twice.
+    private static List<string>? DroppedFields(GatewayRequest request)
+        => request.ServedBy is { } served && request.CanonicalIfBuilt is { Dropped.Count: > 0 } canonical && !served.Provider.Adapter.PassesThrough(request.Protocol.Wire)
+            ? canonical.Dropped.Distinct(StringComparer.Ordinal).ToList()
+            : null;
 
     private void RecordLatency(GatewayRequest request, AttemptOutcome outcome)
     {
@@ -367,9 +381,9 @@ internal sealed partial class CompletionHandler(
         }
 
         metrics.RequestFinished(request, elapsed.TotalSeconds);
-        if (request.ServedBy is not null && request.TranslatedDropped() is { Length: > 0 })
+        if (DroppedFields(request) is { } dropped)
         {
-            metrics.TranslationDropped(request);
+            metrics.TranslationDropped(request.Protocol.Api, dropped);
         }
 
         traffic.Record(request.StatusCode, request.StreamCompleted);

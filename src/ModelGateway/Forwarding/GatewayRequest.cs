@@ -48,6 +48,9 @@ internal sealed class GatewayRequest : IDisposable
 
     private ChatRequest? _canonical;
 
+    /// <summary>The canonical request if a translated attempt built it, without building it.</summary>
+    public ChatRequest? CanonicalIfBuilt => _canonical;
+
     public GatewayCatalog Catalog { get; set; } = null!;
     public ModelRoute? Route { get; set; }
     public RoutingDecision? Decision { get; set; }
@@ -92,20 +95,6 @@ internal sealed class GatewayRequest : IDisposable
     /// response whose state lives on one provider account (a pass-through <c>previous_response_id</c>).
     /// </summary>
     public string? PinnedDeployment { get; set; }
-
-    /// <summary>True once an attempt that translated the request (not a pass-through) served it.</summary>
-    public bool ServedTranslated { get; set; }
-
-    /// <summary>The fields and tools the translation had to leave out, comma-separated; null when served byte for byte.</summary>
-    public string? TranslatedDropped()
-    {
-        if (!ServedTranslated || _canonical is not { Dropped.Count: > 0 } canonical)
-        {
-            return null;
-        }
-
-        return string.Join(", ", canonical.Dropped.Distinct(StringComparer.Ordinal));
-    }
 
     public void SetBody(byte[] rented, int length)
     {

@@ -87,56 +87,53 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         StartEventStream(context.Response);
         var writer = context.Response.BodyWriter;
         var route = request.Route!;
-        // A pass-through named-event stream (Responses, Anthropic) carries the upstream's own item ids and
-        // sequence numbers, which no other attempt can continue: only translated streams are continued there.
+        // A pass-through stream is continued only where the client API's encoder can take it over (not Responses).
         var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1
-            && (request.Protocol.NamedEvents is null || outcome.Decoder is not null);
+            && (outcome.Decoder is not null || request.Protocol.ContinuesPassThrough);
         var stream = new StreamProgress(request, outcome.Deployment!);
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
-        byte[]? originalId = null;
-        var rewriteId = false;
         IStreamEncoder? encoder = null;
-
-        using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
-        await using var link = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle).ConfigureAwait(false);
-        var idleTimeout = outcome.Deployment!.IdleTimeout ?? route.Resilience.IdleTimeout;
 
         try
         {
             while (true)
             {
+                // Each attempt has its own idle clock: the silence that ended one must not end its continuation too.
+                using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+                await using var link = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle).ConfigureAwait(false);
+                var idleTimeout = outcome.Deployment!.IdleTimeout ?? route.Resilience.IdleTimeout;
+
                 ApiError? failure;
                 if (outcome.Decoder is not null)
                 {
-                    encoder ??= CreateEncoder(request, outcome, originalId);
+                    encoder ??= CreateEncoder(request, outcome, stream);
                     failure = await PumpDecodedAsync(writer, outcome, encoder, stream, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
-                    originalId ??= (encoder as OpenAIStreamEncoder)?.Id is { } id ? JsonLiteral.Encode(id) : null;
+                    stream.RememberIdentity(encoder);
                 }
                 else if (request.Protocol.NamedEvents is { } named)
                 {
-                    failure = await PumpNamedAsync(writer, outcome, named, stream, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
+                    // With continuation on, the client's encoder follows the pass-through events, so a translated
+                    // continuation can carry on inside the message and content block the client already has.
+                    encoder ??= continuation ? CreateEncoder(request, outcome, stream) : null;
+                    failure = await PumpNamedAsync(writer, outcome, named, stream, encoder as IPassThroughObserver, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
-                    failure = await PumpAsync(writer, outcome, stream, text, rewriteId ? originalId : null, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
-                    if (originalId is null && stream.FirstIdLength > 0)
-                    {
-                        originalId = stream.FirstId;
-                    }
+                    failure = await PumpAsync(writer, outcome, stream, text, idle, idleTimeout, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (failure is null)
                 {
-                    if (encoder is not null)
-                    {
-                        encoder.Complete(writer);
-                    }
-                    else if (request.Protocol.NamedEvents is { } named)
+                    if (outcome.Decoder is null && request.Protocol.NamedEvents is { } named)
                     {
                         if (!stream.TerminalSeen)
                         {
                             named.WriteMissingEnd(writer, stream.Usage, stream.FinishReason);
                         }
+                    }
+                    else if (encoder is not null)
+                    {
+                        encoder.Complete(writer);
                     }
                     else
                     {
@@ -151,10 +148,11 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 var broken = outcome.Deployment!;
                 LogStreamBroken(logger, request.RequestId, broken.Name, stream.Events, failure.Message);
-                await broken.State.Circuit.ReportFailureAsync().ConfigureAwait(false);
+                broken.State.Circuit.ReportFailure();
                 broken.State.CountFailure();
-                request.Attempts.Add(new AttemptRecord(broken.Name, AttemptFailure.Transport, 200, timeProvider.GetElapsedTime(outcome.StartedAt), "stream broke: " + failure.Message));
-                stream.Account(outcome, text, tokens);
+
+                // Still one upstream call: the attempt that had answered is marked broken, not counted again.
+                request.Attempts.MarkBroken(broken.Name, FailureOf(failure), timeProvider.GetElapsedTime(outcome.StartedAt), failure.Code + ": " + failure.Message);
 
                 AttemptOutcome? next = null;
                 if (continuation && !stream.SawToolCalls && text is not null)
@@ -164,18 +162,19 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 if (next is null)
                 {
+                    request.ErrorCode = failure.Code;
                     await FailStreamAsync(context, failure, timeProvider, options, encoder, request.Protocol).ConfigureAwait(false);
                     break;
                 }
 
+                // What the client got from the broken attempt is counted before the next one starts.
+                stream.Break(text!, tokens);
                 GatewayTracing.Broken(outcome.Activity, failure.Message);
                 await outcome.DisposeAsync().ConfigureAwait(false);
                 outcome = next;
                 stream.SwitchTo(outcome.Deployment!);
                 request.ServedBy = outcome.Deployment;
-                request.ServedTranslated |= outcome.IsTranslated;
                 request.Continued = true;
-                rewriteId = originalId is not null;
 
                 // Some providers refuse a prefill ending in whitespace (Anthropic), so the mapper trims it and the
                 // model starts again with the space the client already has: the continuation drops it.
@@ -202,9 +201,18 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         }
     }
 
+    // How a stream that had started broke, for the attempt log.
+    private static AttemptFailure FailureOf(ApiError failure) => failure.Code switch
+    {
+        "stream_idle_timeout" => AttemptFailure.Timeout,
+        "bad_upstream_response" => AttemptFailure.BadResponse,
+        "upstream_error" => AttemptFailure.ServerError,
+        _ => AttemptFailure.Transport,
+    };
+
     // Relays events until the stream ends well (null) or breaks (the error to report). The outcome's reader starts on its first event.
     private async ValueTask<ApiError?> PumpAsync(
-        PipeWriter writer, AttemptOutcome outcome, StreamProgress stream, RawTextCollector? text, byte[]? rewriteId,
+        PipeWriter writer, AttemptOutcome outcome, StreamProgress stream, RawTextCollector? text,
         CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var events = outcome.Events!;
@@ -222,7 +230,13 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 var data = events.Data;
-                if (!ResponseInspector.TryInspect(data, out var facts, text))
+
+                // The first event (its id and model), collected text (continuations, counting) and a
+                // continuation's rewrites need a full read.
+                var scanned = text is null && !stream.Continued && stream.Events > 0
+                    ? ResponseInspector.TryScan(data, out var facts)
+                    : ResponseInspector.TryInspect(data, out facts, text);
+                if (!scanned)
                 {
                     return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
                 }
@@ -236,7 +250,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 var dropUsageChunk = facts.HasUsage && facts.ChoiceCount == 0 && !clientWantsUsage;
                 if (!dropUsageChunk)
                 {
-                    WriteEvent(writer, data, rewriteId, facts);
+                    WriteEvent(writer, data, facts, stream);
                 }
 
                 if (stream.Finished >= expectedChoices && (stream.UsageSeen || !upstreamSendsUsage))
@@ -279,7 +293,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     // Relays a named-event stream (Anthropic Messages, Responses) byte for byte until its terminal event
     // (null) or a break (the error to report). The outcome's reader starts on its first event.
     private async ValueTask<ApiError?> PumpNamedAsync(
-        PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream,
+        PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream, IPassThroughObserver? observer, RawTextCollector? text,
         CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var events = outcome.Events!;
@@ -298,6 +312,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 stream.Observe(facts);
+                observer?.Observe(events.EventName, events.Data, text);
                 if (!events.EventName.IsEmpty)
                 {
                     writer.Write("event: "u8);
@@ -344,13 +359,21 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     }
 
     // A translated stream keeps the client's identity across attempts: a continuation of a pass-through
-    // OpenAI stream writes its chunks under the id the client has already seen.
-    private IStreamEncoder CreateEncoder(GatewayRequest request, AttemptOutcome outcome, byte[]? originalId)
+    // OpenAI stream writes its chunks under the id and model the client has already seen.
+    private IStreamEncoder CreateEncoder(GatewayRequest request, AttemptOutcome outcome, StreamProgress stream)
     {
         var encoder = request.Protocol.CreateEncoder(request, outcome.Deployment!.UpstreamModel, timeProvider.GetUtcNow().ToUnixTimeSeconds());
-        if (encoder is OpenAIStreamEncoder openAI && originalId is not null)
+        if (encoder is OpenAIStreamEncoder openAI)
         {
-            openAI.Id = JsonLiteral.Decode(originalId);
+            if (stream.FirstId.Length > 0)
+            {
+                openAI.Id = JsonLiteral.Decode(stream.FirstId);
+            }
+
+            if (stream.FirstModel.Length > 0)
+            {
+                openAI.Model = JsonLiteral.Decode(stream.FirstModel);
+            }
         }
 
         return encoder;
@@ -451,6 +474,15 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             text?.AppendText(e.Utf8.Span);
         }
 
+        if (e.Kind == StreamEventKind.Usage && stream.Continued)
+        {
+            // A continued stream reads as one answer: the prompt once, and every token the client received.
+            var whole = e;
+            whole.Usage = stream.WholeAnswer(e.Usage);
+            encoder.Write(whole, writer);
+            return null;
+        }
+
         encoder.Write(e, writer);
         return null;
     }
@@ -467,22 +499,80 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         return utf8[start..];
     }
 
-    private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, byte[]? rewriteId, in ResponseFacts facts)
+    private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, in ResponseFacts facts, StreamProgress stream)
     {
-        writer.Write(DataPrefix);
-        if (rewriteId is not null && facts.IdLength > 0)
+        if (!stream.Continued)
         {
-            // A continuation keeps the first stream's id, so the client sees one completion.
-            writer.Write(data[..facts.IdStart]);
-            writer.Write(rewriteId);
-            writer.Write(data[(facts.IdStart + facts.IdLength)..]);
-        }
-        else
-        {
-            writer.Write(data);
+            // One span for the whole event: every Advance on the response's writer takes the server's lock.
+            var length = DataPrefix.Length + data.Length + EventEnd.Length;
+            var span = writer.GetSpan(length);
+            DataPrefix.CopyTo(span);
+            data.CopyTo(span[DataPrefix.Length..]);
+            EventEnd.CopyTo(span[(DataPrefix.Length + data.Length)..]);
+            writer.Advance(length);
+            return;
         }
 
+        // A continuation keeps the first stream's id and model, and its usage covers the whole answer,
+        // so the client sees one completion. At most three edits, written in the order they appear.
+        writer.Write(DataPrefix);
+        Span<(int Start, int Length, int Which)> edits = stackalloc (int, int, int)[3];
+        var count = 0;
+        if (facts.IdLength > 0 && stream.FirstId.Length > 0)
+        {
+            edits[count++] = (facts.IdStart, facts.IdLength, 0);
+        }
+
+        if (facts.ModelLength > 0 && stream.FirstModel.Length > 0)
+        {
+            edits[count++] = (facts.ModelStart, facts.ModelLength, 1);
+        }
+
+        if (facts.HasUsage && facts.UsageLength > 0)
+        {
+            edits[count++] = (facts.UsageStart, facts.UsageLength, 2);
+        }
+
+        edits[..count].Sort(static (a, b) => a.Start.CompareTo(b.Start));
+        var position = 0;
+        foreach (var (start, length, which) in edits[..count])
+        {
+            writer.Write(data[position..start]);
+            switch (which)
+            {
+                case 0:
+                    writer.Write(stream.FirstId);
+                    break;
+                case 1:
+                    writer.Write(stream.FirstModel);
+                    break;
+                default:
+                    WriteUsageObject(writer, stream.WholeAnswer(facts.Usage));
+                    break;
+            }
+
+            position = start + length;
+        }
+
+        writer.Write(data[position..]);
         writer.Write(EventEnd);
+    }
+
+    // OpenAI's usage object, as the value spliced into a continued stream's usage chunk.
+    private static void WriteUsageObject(PipeWriter writer, in TokenUsage usage)
+    {
+        using var json = new Utf8JsonWriter(writer, JsonOutput.Options);
+        json.WriteStartObject();
+        json.WriteNumber("prompt_tokens"u8, usage.Input);
+        json.WriteNumber("completion_tokens"u8, usage.Output);
+        json.WriteNumber("total_tokens"u8, usage.Input + usage.Output);
+        json.WriteStartObject("prompt_tokens_details"u8);
+        json.WriteNumber("cached_tokens"u8, usage.CacheRead);
+        json.WriteEndObject();
+        json.WriteStartObject("completion_tokens_details"u8);
+        json.WriteNumber("reasoning_tokens"u8, usage.Reasoning);
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     /// <summary>
@@ -546,16 +636,32 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         /// <summary>Set for a translated continuation whose prefill ended in whitespace the provider had trimmed.</summary>
         public bool SkipLeadingWhitespace { get; set; }
         public FinishReason FinishReason { get; private set; }
+
+        /// <summary>The first attempt's completion id and model as JSON string literals, kept by every continuation.</summary>
         public byte[] FirstId { get; private set; } = [];
-        public int FirstIdLength => FirstId.Length;
+        public byte[] FirstModel { get; private set; } = [];
         public TokenUsage Usage;
+
+        /// <summary>True once another deployment continues the stream: its chunks are rewritten to read as the first's.</summary>
+        public bool Continued { get; private set; }
+
+        // For a continued stream: the prompt as the first attempt had it, the tokens the client received
+        // from the attempts that broke, and where in the collected text the current attempt's part starts.
+        private TokenUsage _prompt;
+        private long _outputBefore;
+        private int _textMark;
 
         public void Observe(ReadOnlySpan<byte> data, in ResponseFacts facts)
         {
             Events++;
-            if (Events == 1 && FirstId.Length == 0 && facts.IdLength > 0)
+            if (FirstId.Length == 0 && facts.IdLength > 0)
             {
                 FirstId = data.Slice(facts.IdStart, facts.IdLength).ToArray();
+            }
+
+            if (FirstModel.Length == 0 && facts.ModelLength > 0)
+            {
+                FirstModel = data.Slice(facts.ModelStart, facts.ModelLength).ToArray();
             }
 
             Finished += facts.FinishedChoices;
@@ -591,10 +697,21 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
             if (facts.HasUsage)
             {
+                // Named streams report usage in parts (Anthropic: input at the start, output at the end): merge.
                 UsageSeen = true;
-                _reported = facts.Usage;
+                _reported = Merge(_reported, facts.Usage);
             }
         }
+
+        private static TokenUsage Merge(TokenUsage earlier, in TokenUsage later) => new()
+        {
+            Input = later.Input > 0 ? later.Input : earlier.Input,
+            CacheRead = later.CacheRead > 0 ? later.CacheRead : earlier.CacheRead,
+            CacheWrite = later.CacheWrite > 0 ? later.CacheWrite : earlier.CacheWrite,
+            Output = later.Output > 0 ? later.Output : earlier.Output,
+            Reasoning = later.Reasoning > 0 ? later.Reasoning : earlier.Reasoning,
+            Reported = true,
+        };
 
         /// <summary>Tracks a translated stream's canonical events.</summary>
         public void Observe(in StreamEvent e)
@@ -621,6 +738,52 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             }
         }
 
+        /// <summary>A translated attempt's identity (what its encoder wrote), for continuations to keep.</summary>
+        public void RememberIdentity(IStreamEncoder encoder)
+        {
+            if (encoder is OpenAIStreamEncoder openAI)
+            {
+                if (FirstId.Length == 0 && openAI.Id is { } id)
+                {
+                    FirstId = JsonLiteral.Encode(id);
+                }
+
+                if (FirstModel.Length == 0)
+                {
+                    FirstModel = JsonLiteral.Encode(openAI.Model);
+                }
+            }
+        }
+
+        /// <summary>
+        /// The attempt broke and another continues it: counts what the client received from it (its own
+        /// usage, if any arrived, covers less than that or a prompt with no prefill) and keeps the prompt.
+        /// </summary>
+        public void Break(RawTextCollector text, TokenEstimator tokens)
+        {
+            if (!Continued)
+            {
+                Continued = true;
+                _prompt = UsageSeen && _reported.Input > 0
+                    ? new TokenUsage { Input = _reported.Input, CacheRead = _reported.CacheRead, CacheWrite = _reported.CacheWrite }
+                    : new TokenUsage { Input = Request.Decision?.EstimatedInputTokens ?? TokenEstimator.Estimate(Request.Info) };
+            }
+
+            _outputBefore += text.Length > _textMark ? tokens.CountText(text.ToText(_textMark), Deployment.Tokenizer) : 0;
+            _textMark = text.Length;
+        }
+
+        /// <summary>A continued stream's usage as one answer: the prompt once, the completion tokens of every part.</summary>
+        public TokenUsage WholeAnswer(in TokenUsage current) => new()
+        {
+            Input = _prompt.Input,
+            CacheRead = _prompt.CacheRead,
+            CacheWrite = _prompt.CacheWrite,
+            Output = _outputBefore + current.Output,
+            Reasoning = current.Reasoning,
+            Reported = false,
+        };
+
         /// <summary>Adds this attempt's tokens to the request's usage: reported if the upstream said, counted if not.</summary>
         public void Account(AttemptOutcome outcome, RawTextCollector? text, TokenEstimator tokens)
         {
@@ -630,6 +793,14 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             }
 
             _accounted = true;
+            if (Continued)
+            {
+                var output = UsageSeen ? _reported.Output
+                    : text is not null && text.Length > _textMark ? tokens.CountText(text.ToText(_textMark), Deployment.Tokenizer) : (_outputBytes + 3) / 4;
+                Usage = WholeAnswer(new TokenUsage { Output = output, Reasoning = UsageSeen ? _reported.Reasoning : 0 });
+                return;
+            }
+
             TokenUsage part;
             if (UsageSeen)
             {
@@ -714,9 +885,17 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             return literal;
         }
 
-        public string ToText()
+        public string ToText() => ToText(0);
+
+        /// <summary>The text from <paramref name="start"/> (a <see cref="Length"/> seen earlier) on.</summary>
+        public string ToText(int start)
         {
-            var reader = new Utf8JsonReader(ToJsonLiteral());
+            var raw = _raw.WrittenSpan[start..];
+            var literal = new byte[raw.Length + 2];
+            literal[0] = (byte)'"';
+            raw.CopyTo(literal.AsSpan(1));
+            literal[^1] = (byte)'"';
+            var reader = new Utf8JsonReader(literal);
             reader.Read();
             return reader.GetString() ?? string.Empty;
         }

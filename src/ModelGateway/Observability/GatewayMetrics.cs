@@ -44,6 +44,7 @@ internal sealed class GatewayMetrics
     private static readonly long[] TokenBuckets = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
     private readonly Histogram<long> _tokens;
+    private readonly Counter<long> _tokenDetails;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _ttft;
     private readonly Histogram<double> _tpot;
@@ -70,6 +71,8 @@ internal sealed class GatewayMetrics
         var meter = meterFactory.Create(MeterName);
         _tokens = meter.CreateHistogram("gen_ai.client.token.usage", "{token}", "Tokens used per request, by token type.",
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
+        _tokenDetails = meter.CreateCounter<long>("modelgateway.tokens.detail", "{token}",
+            "Parts of input and output priced apart: prompt-cache reads and writes (part of input) and reasoning (part of output), by deployment and type.");
         _duration = meter.CreateHistogram("gen_ai.client.operation.duration", "s", "Duration of GenAI requests through the gateway.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _ttft = meter.CreateHistogram("gen_ai.server.time_to_first_token", "s", "Time from the attempt's start to the first streamed token.",
@@ -87,8 +90,9 @@ internal sealed class GatewayMetrics
         _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
         _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
         _reloads = meter.CreateCounter<long>("modelgateway.config.reloads", "{reload}", "Routing-file loads and reloads, by result.");
+        _dropped = meter.CreateCounter<long>("modelgateway.translation.dropped", "{field}",
+            "Client fields a translated request could not carry to its deployment, by client API and field.");
         _authFailures = meter.CreateCounter<long>("modelgateway.auth.failures", "{request}", "Requests refused before routing: no key, unknown, revoked or expired key.");
-        _dropped = meter.CreateCounter<long>("modelgateway.translation.dropped", "{field}", "Client fields and tools a translated request had to leave out, by client API and field.");
         meter.CreateObservableGauge("modelgateway.circuit.state", () => ObserveCircuits(states), "{state}", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
         meter.CreateObservableGauge("modelgateway.deployment.cost_per_hour", () => _hourlyCosts?.Invoke() ?? [], "{USD}",
             "The fixed hourly price of self-hosted deployments (pricing.perHour), which per-request cost does not include.");
@@ -105,6 +109,32 @@ internal sealed class GatewayMetrics
     public void ObserveStateStore(Func<int> available) => _stateAvailable = available;
 
     public void ConfigReloaded(bool succeeded) => _reloads.Add(1, new KeyValuePair<string, object?>("result", succeeded ? "applied" : "refused"));
+
+    /// <summary>Counts each field a translation dropped (never a client's value, only the field's name).</summary>
+    public void TranslationDropped(string api, List<string> fields)
+    {
+        if (_dropped.Enabled)
+        {
+            foreach (var field in fields)
+            {
+                _dropped.Add(1, new("api", api), new("field", DroppedLabel(field)));
+            }
+        }
+    }
+
+    // Field names come from the client: only known ones become label values, so cardinality stays bounded.
+    private static readonly HashSet<string> KnownDropped = new(StringComparer.Ordinal)
+    {
+        "context_management", "output_config.effort", "output_config.task_budget", "thinking", "metadata.user_id", "tools.defer_loading",
+        "service_tier", "container", "mcp_servers", "inference_geo", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities",
+        "prediction", "web_search_options", "seed", "n", "reasoning_effort", "presence_penalty/frequency_penalty", "temperature/top_p/top_k",
+    };
+
+    private static string DroppedLabel(string field)
+        => KnownDropped.Contains(field) ? field
+            : field.StartsWith("tools.", StringComparison.Ordinal) ? "tools.server_tool"
+            : field.StartsWith("content.", StringComparison.Ordinal) ? "content.block"
+            : "other";
 
     public void AuthenticationFailed(string reason) => _authFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
@@ -174,16 +204,13 @@ internal sealed class GatewayMetrics
         var deployment = request.ServedBy ?? request.LastAttempted;
         if (_requests.Enabled)
         {
-            var tags = new TagList
-            {
-                { "route", request.Route?.Name },
-                { "deployment", deployment?.Name },
-                { "provider", deployment?.Provider.Name },
-                { "tier", deployment is null ? null : Tier(deployment.Tier) },
-                { "status", StatusText(request.StatusCode) },
-                { "api", request.Protocol.Api },
-            };
-            _requests.Add(1, tags);
+            _requests.Add(1,
+                new("route", request.Route?.Name),
+                new("deployment", deployment?.Name),
+                new("provider", deployment?.Provider.Name),
+                new("tier", deployment is null ? null : Tier(deployment.Tier)),
+                new("status", StatusText(request.StatusCode)),
+                new("api", request.Protocol.Api));
         }
 
         if (deployment is null)
@@ -226,6 +253,14 @@ internal sealed class GatewayMetrics
             }
         }
 
+        if (_tokenDetails.Enabled)
+        {
+            // Kept apart from gen_ai.client.token.usage, whose input and output already include these parts.
+            RecordDetail(request.Usage.CacheRead, "cache_read", deployment);
+            RecordDetail(request.Usage.CacheWrite, "cache_write", deployment);
+            RecordDetail(request.Usage.Reasoning, "reasoning", deployment);
+        }
+
         if (request.FirstByteTimestamp != 0 && request.Info.Stream)
         {
             var ttft = request.TimeToFirstToken.TotalSeconds;
@@ -260,17 +295,11 @@ internal sealed class GatewayMetrics
         }
     }
 
-    /// <summary>Counts each field (or <c>tool:</c>name) a translation left out of a request it served.</summary>
-    public void TranslationDropped(GatewayRequest request)
+    private void RecordDetail(long tokens, string type, Deployment deployment)
     {
-        if (!_dropped.Enabled || request.TranslatedDropped() is not { } dropped)
+        if (tokens > 0)
         {
-            return;
-        }
-
-        foreach (var field in dropped.Split(", "))
-        {
-            _dropped.Add(1, new("api", request.Protocol.Api), new("field", field));
+            _tokenDetails.Add(tokens, new TagList { { "modelgateway.deployment", deployment.Name }, { "type", type } });
         }
     }
 

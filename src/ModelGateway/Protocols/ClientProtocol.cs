@@ -69,4 +69,10 @@ internal abstract class ClientProtocol
 
     /// <summary>The body a pass-through attempt sends to a deployment that speaks this protocol's OpenAI wire.</summary>
     public virtual SplicedBody PassThroughBody(UpstreamRequest call) => UpstreamBody.ForOpenAI(call);
+
+    /// <summary>
+    /// Whether a pass-through stream that breaks can be continued by a translated attempt: its encoder can
+    /// take over from the events the client already has (<see cref="IPassThroughObserver"/> for named events).
+    /// </summary>
+    public virtual bool ContinuesPassThrough => true;
 }

@@ -42,6 +42,12 @@ internal interface IProviderAdapter
 
     /// <summary>Translated non-streamed answers: the whole body, or the error it carries.</summary>
     ChatResponse ParseResponse(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error);
+
+    /// <summary>
+    /// Resilience: the cheap request that tests whether a deployment whose circuit is open has recovered.
+    /// By default one token of chat (or a completion, or an embedding), sent and classified like any attempt.
+    /// </summary>
+    ProbeRequest Probe(Deployment deployment) => ProbeRequest.For(deployment);
 }
 
 /// <summary>
@@ -76,6 +82,12 @@ internal sealed class UpstreamRequest(GatewayRequest request, Deployment deploym
     private ChatRequest BuildCanonical()
     {
         var canonical = Request.Canonical;
+        if (canonical.MaxTokens > Deployment.MaxOutputTokens)
+        {
+            // Routing kept this deployment because the client's max_tokens is only a ceiling (Anthropic's): clamp it.
+            canonical = canonical.WithMaxTokens(Deployment.MaxOutputTokens.Value);
+        }
+
         return IsContinuation ? canonical.WithAssistantPrefill(JsonLiteral.Decode(PrefillJson.Span)) : canonical;
     }
 }

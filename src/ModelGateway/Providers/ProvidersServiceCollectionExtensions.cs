@@ -15,7 +15,8 @@ internal static class ProvidersServiceCollectionExtensions
         services.AddHttpForwarder();
         services.TryAddSingleton<UpstreamHttpClients>();
         services.TryAddSingleton<UpstreamForwarder>();
-        services.TryAddSingleton<Media.IMediaFetcher, Media.NoMediaFetcher>();
+        // Always the real fetcher: it reads each deployment's mediaFetch and fetches nothing for one without it.
+        services.TryAddSingleton<Media.IMediaFetcher, Media.MediaFetcher>();
         services.TryAddSingleton<ProviderServices>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAIFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, OpenAICompatibleFactory>());

@@ -33,6 +33,9 @@ internal sealed class AttemptState(GatewayRequest request, FailoverExecutor exec
 
     public bool BudgetExhausted { get; set; }
 
+    /// <summary>Set when the retry budget is spent: only candidates known to be healthy may still be tried.</summary>
+    public bool OnlyKnownHealthy { get; set; }
+
     private int _failoverPending;
 
     /// <summary>Marks that the next attempt replaces a failed one (a failover, not a hedge).</summary>
@@ -45,9 +48,10 @@ internal sealed class AttemptState(GatewayRequest request, FailoverExecutor exec
     {
         lock (_gate)
         {
+            var healthyOnly = OnlyKnownHealthy;
             for (var i = 0; i < _ranked.Length; i++)
             {
-                if (_status[i] == Untried && Available(_ranked[i]))
+                if (_status[i] == Untried && Available(_ranked[i]) && (!healthyOnly || _ranked[i].State.Circuit.IsKnownHealthy))
                 {
                     _status[i] = Tried;
                     deployment = _ranked[i];
@@ -55,7 +59,7 @@ internal sealed class AttemptState(GatewayRequest request, FailoverExecutor exec
                 }
             }
 
-            for (var i = 0; i < _ranked.Length; i++)
+            for (var i = 0; i < _ranked.Length && !healthyOnly; i++)
             {
                 if (_status[i] == Failed && _transient[i] && Available(_ranked[i]))
                 {
@@ -90,6 +94,53 @@ internal sealed class AttemptState(GatewayRequest request, FailoverExecutor exec
             }
 
             return false;
+        }
+    }
+
+    /// <summary>Whether the candidate the next attempt would take is untried and known to be healthy (no retry budget needed).</summary>
+    public bool NextCandidateIsKnownHealthy()
+    {
+        lock (_gate)
+        {
+            for (var i = 0; i < _ranked.Length; i++)
+            {
+                if (_status[i] == Untried && Available(_ranked[i]))
+                {
+                    return _ranked[i].State.Circuit.IsKnownHealthy;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Whether any untried candidate is known to be healthy.</summary>
+    public bool HasKnownHealthyCandidate()
+    {
+        lock (_gate)
+        {
+            for (var i = 0; i < _ranked.Length; i++)
+            {
+                if (_status[i] == Untried && Available(_ranked[i]) && _ranked[i].State.Circuit.IsKnownHealthy)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>The failed <paramref name="deployment"/> is being tried again within its own turn (its <c>retries</c>).</summary>
+    public void Retrying(Deployment deployment)
+    {
+        lock (_gate)
+        {
+            var index = Array.IndexOf(_ranked, deployment);
+            if (index >= 0)
+            {
+                _status[index] = Tried;
+            }
         }
     }
 

@@ -12,7 +12,6 @@ using ModelGateway.Routing;
 using ModelGateway.State;
 using ModelGateway.Wire;
 using Polly;
-using Polly.CircuitBreaker;
 using Polly.Hedging;
 using Polly.Retry;
 using Polly.Timeout;
@@ -102,7 +101,7 @@ internal sealed partial class FailoverExecutor
                         return new ValueTask<TimeSpan?>(TimeSpan.Zero);
                     }
 
-                    return new ValueTask<TimeSpan?>(failed?.RetryAfter is { } wait && wait <= resilience.MaxBackoff ? wait : null);
+                    return new ValueTask<TimeSpan?>(failed?.RetryAfter is { } wait && wait <= resilience.MaxRetryAfter ? wait : null);
                 },
             });
         }
@@ -151,18 +150,15 @@ internal sealed partial class FailoverExecutor
         var state = request.AttemptState!;
         while (state.TryTakeContinuationCandidate(failed, out var deployment))
         {
-            if (request.Protocol.NamedEvents is not null && deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire))
-            {
-                // The client's stream is the gateway's own encoding: a pass-through answer cannot join it mid-way.
-                continue;
-            }
-
             var context = ResilienceContextPool.Shared.Get(cancellationToken);
             try
             {
                 var timeout = FirstByteTimeout(request, deployment);
                 context.Properties.Set(DeploymentCircuit.AttemptTimeout, timeout);
-                var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
+                // A named-event stream (Anthropic's) is continued translated: the client's encoder carries on in the
+                // message it already started, which a second pass-through stream (its own message_start) cannot.
+                var passThrough = deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire) && request.Protocol.NamedEvents is null;
+                var call = new UpstreamRequest(request, deployment, passThrough) { AskForStreamUsage = deployment.StreamUsage, PrefillJson = prefillJson };
                 var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
                 if (outcome is { IsSuccess: true })
                 {
@@ -196,11 +192,18 @@ internal sealed partial class FailoverExecutor
             return false;
         }
 
-        if (!_budget.TryWithdraw())
+        // Moving to a deployment known to be healthy is not a retry storm: it never draws on the budget.
+        // Anything else does; when the budget is spent, only such a deployment may still be tried.
+        if (!state.NextCandidateIsKnownHealthy() && !_budget.TryWithdraw())
         {
-            state.BudgetExhausted = true;
-            _metrics.RetryBudgetExhausted(state.Request.Route!.Name);
-            return false;
+            if (!state.HasKnownHealthyCandidate())
+            {
+                state.BudgetExhausted = true;
+                _metrics.RetryBudgetExhausted(state.Request.Route!.Name);
+                return false;
+            }
+
+            state.OnlyKnownHealthy = true;
         }
 
         state.FailoverPending();
@@ -221,35 +224,88 @@ internal sealed partial class FailoverExecutor
                 continue;
             }
 
-            context.Properties.Set(DeploymentCircuit.AttemptTimeout, FirstByteTimeout(request, deployment));
-            var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
-            var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
-            if (outcome is null)
+            var retries = request.Route!.RetriesFor(deployment);
+            for (var retry = 0; ; retry++)
             {
-                continue;
-            }
+                context.Properties.Set(DeploymentCircuit.AttemptTimeout, FirstByteTimeout(request, deployment));
+                var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
+                var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
+                if (outcome is null)
+                {
+                    // The circuit refused (open, or its one recovery test is taken): on to the next candidate.
+                    break;
+                }
 
-            if (outcome.IsSuccess)
-            {
-                request.DeploymentAdmission = admission;
-            }
+                if (outcome.IsSuccess)
+                {
+                    request.DeploymentAdmission = admission;
+                    return Outcome.FromResult(outcome);
+                }
 
-            return Outcome.FromResult(outcome);
+                if (retry >= retries || RetryDelay(outcome, retry, request.Route.Resilience) is not { } wait || !_budget.TryWithdraw())
+                {
+                    return Outcome.FromResult(outcome);
+                }
+
+                LogRetrying(_logger, request.RequestId, deployment.Name, retry + 1, retries, wait.TotalMilliseconds);
+                await Task.Delay(wait, _timeProvider, context.CancellationToken).ConfigureAwait(false);
+                state.Retrying(deployment);
+            }
         }
 
         return Outcome.FromResult(state.NoCandidateLeft());
+    }
+
+    /// <summary>
+    /// How long to wait before trying the same deployment again, or null to fail over at once: a
+    /// timeout or a failure the deployment would repeat is not retried, and neither is a deployment
+    /// that asked for (or is cooling down for) longer than <c>maxRetryAfter</c>.
+    /// </summary>
+    private TimeSpan? RetryDelay(AttemptOutcome failed, int retry, RouteResilience resilience)
+    {
+        if (failed.Failure is not (AttemptFailure.Transport or AttemptFailure.ServerError or AttemptFailure.BadResponse or AttemptFailure.RateLimited))
+        {
+            return null;
+        }
+
+        var asked = failed.RetryAfter;
+        if (failed.Failure == AttemptFailure.RateLimited && failed.Deployment!.State.CoolingRemaining is var cooling && cooling > (asked ?? TimeSpan.Zero))
+        {
+            asked = cooling;
+        }
+
+        if (asked is { } upstreamWait)
+        {
+            return upstreamWait <= resilience.MaxRetryAfter ? upstreamWait : null;
+        }
+
+        // Exponential from backoff, capped at maxBackoff, with "equal jitter": half fixed, half random.
+        var delay = resilience.Backoff * Math.Pow(2, Math.Min(retry, 16));
+        if (delay > resilience.MaxBackoff)
+        {
+            delay = resilience.MaxBackoff;
+        }
+
+        return delay * (0.5 + (Random.Shared.NextDouble() * 0.5));
     }
 
     // Null means the circuit refused the attempt (open, or a half-open probe already running): try the next one.
     // One async frame for the circuit, the timeout, the span and the bookkeeping: this runs for every attempt.
     private async ValueTask<AttemptOutcome?> RunInCircuitAsync(ResilienceContext context, AttemptState state, Deployment deployment, UpstreamRequest call)
     {
+        var circuit = deployment.State.Circuit;
+        if (!circuit.TryAcquire(out var isTest))
+        {
+            state.Skip(deployment, Exclusion.CircuitOpen, circuit.OpenRemaining);
+            return null;
+        }
+
         var started = _timeProvider.GetTimestamp();
         var activity = _tracing.StartAttempt(call.Request, deployment, state.Request.Attempts.Count + 1, call.IsContinuation);
         Outcome<AttemptOutcome> outcome;
         try
         {
-            outcome = await deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
+            outcome = await circuit.Pipeline.ExecuteOutcomeAsync(
                 static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
                 context,
                 (Executor: this, Call: call, Started: started)).ConfigureAwait(false);
@@ -260,7 +316,8 @@ internal sealed partial class FailoverExecutor
         }
         catch (OperationCanceledException)
         {
-            // Cancelled: the client left, the deadline passed, or a hedge won.
+            // Cancelled: the client left, the deadline passed, or a hedge won. No verdict on the deployment.
+            circuit.Release(isTest);
             activity?.SetTag("error.type", "cancelled");
             activity?.Stop();
             _metrics.AttemptCancelled(state.Request, deployment);
@@ -273,11 +330,6 @@ internal sealed partial class FailoverExecutor
             case null:
                 result = outcome.Result!;
                 break;
-            case BrokenCircuitException:
-                state.Skip(deployment, Exclusion.CircuitOpen, deployment.State.Circuit.OpenRemaining);
-                activity?.SetTag("modelgateway.skipped", "circuit_open");
-                activity?.Stop();
-                return null;
             case TimeoutRejectedException:
                 var elapsed = _timeProvider.GetElapsedTime(started);
                 deployment.State.Latency.Record(call.Request.Info.Stream ? elapsed : null, elapsed);
@@ -289,6 +341,7 @@ internal sealed partial class FailoverExecutor
                 break;
         }
 
+        circuit.Report(result.CountsAgainstHealth, isTest);
         Record(state, result, started);
         if (result.IsSuccess)
         {
@@ -318,7 +371,7 @@ internal sealed partial class FailoverExecutor
         }
     }
 
-    private TimeSpan FirstByteTimeout(GatewayRequest request, Deployment deployment)
+    private static TimeSpan FirstByteTimeout(GatewayRequest request, Deployment deployment)
     {
         var resilience = request.Route!.Resilience;
         if (!request.Info.Stream)
@@ -327,7 +380,53 @@ internal sealed partial class FailoverExecutor
             return resilience.ResponseTimeout;
         }
 
-        return deployment.FirstTokenTimeout ?? resilience.FirstTokenTimeout;
+        if (deployment.FirstTokenTimeout is { } own)
+        {
+            return own;
+        }
+
+        // A reasoning model thinks before its first token, for minutes at times: only a deadline its route
+        // set on purpose cuts it short, not one meant for every route.
+        return deployment.IsReasoningModel && !resilience.FirstTokenTimeoutSet ? resilience.ReasoningFirstTokenTimeout : resilience.FirstTokenTimeout;
+    }
+
+    /// <summary>
+    /// Sends one health probe (a cheap request the deployment's adapter chose) and says whether the
+    /// deployment answered as a healthy one does: any answer but a failure that counts against its
+    /// circuit. A rate limit means it is alive; its cool-down is applied as for any 429.
+    /// </summary>
+    internal async ValueTask<(bool Healthy, string Detail)> ProbeAsync(UpstreamRequest call, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        try
+        {
+            context.Properties.Set(DeploymentCircuit.AttemptTimeout, timeout);
+            var started = _timeProvider.GetTimestamp();
+            var outcome = await call.Deployment.State.Circuit.Pipeline.ExecuteOutcomeAsync(
+                static (ctx, args) => args.Executor.AttemptAsync(ctx, args.Call, args.Started),
+                context,
+                (Executor: this, Call: call, Started: started)).ConfigureAwait(false);
+            switch (outcome.Exception)
+            {
+                case null:
+                    var result = outcome.Result!;
+                    await using (result.ConfigureAwait(false))
+                    {
+                        return (!result.CountsAgainstHealth, result.IsSuccess ? "answered" : result.Failure + ": " + result.Detail);
+                    }
+
+                case OperationCanceledException when cancellationToken.IsCancellationRequested:
+                    throw new OperationCanceledException(cancellationToken);
+                case TimeoutRejectedException:
+                    return (false, "no answer within " + Durations.Format(timeout));
+                default:
+                    return (false, outcome.Exception.Message);
+            }
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
     }
 
     // One attempt, from sending to the first byte. Failures are results, not exceptions.
@@ -361,6 +460,13 @@ internal sealed partial class FailoverExecutor
                 : await TranslateAsync(call, response, body, started, cancellationToken).ConfigureAwait(false);
             handedOver = outcome.IsSuccess;
             return Outcome.FromResult(outcome);
+        }
+        catch (Providers.Media.MediaFetchException ex)
+        {
+            // The client's URL was refused or would not download: the request's fault, not the deployment's
+            // (its circuit does not count it), and no other candidate that needs bytes would do better.
+            return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ClientError,
+                ApiError.BadRequest(ex.Message, ex.Code, "messages"), "media URL: " + ex.Reason, startedAt: started));
         }
         catch (InvalidDataException ex)
         {
@@ -621,4 +727,7 @@ internal sealed partial class FailoverExecutor
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Request {RequestId}: unexpected error while trying deployments")]
     private static partial void LogUnexpected(ILogger logger, string requestId, Exception exception);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Information, Message = "Request {RequestId}: retrying {Deployment} ({Retry} of {Retries}) in {WaitMs}ms")]
+    private static partial void LogRetrying(ILogger logger, string requestId, string deployment, int retry, int retries, double waitMs);
 }

@@ -9,7 +9,7 @@ namespace ModelGateway.Routing;
 
 /// <summary>
 /// Picks, for one request, the order in which a route's deployments will be tried. Filters by what
-/// the request needs (operation, tools, images, structured output, context window), by route and
+/// the request needs (operation, tools, images, media URLs, structured output, context window), by route and
 /// key constraints, and by live health (circuit, 429 cool-down, RPM/TPM, capacity); then ranks by
 /// the route's strategy and latency objective. Pure and lock-free: no I/O, no waiting, and no
 /// allocation beyond the result.
@@ -42,7 +42,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         var needs = Needs(request.Operation, info);
         var counter = route.Counters.Next();
         var estimate = TokenEstimator.Estimate(info);
-        var expectedOutput = info.MaxTokens ?? route.ExpectedOutputTokens;
+        var expectedOutput = info.MaxTokens is { } maxTokens
+            ? info.MaxTokensIsCeiling ? Math.Min(maxTokens, route.ExpectedOutputTokens) : maxTokens
+            : route.ExpectedOutputTokens;
         var slo = EffectiveSlo(route, request);
         var caller = request.Caller;
         var now = timeProvider.GetTimestamp();
@@ -66,6 +68,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.Position = i;
             view.InputTokens = estimate;
             view.TieBreak = i >= rotation ? i - rotation : i + views.Length - rotation;
+            view.FetchesMedia = false;
             view.Exclusion = Check(request, route, caller, deployment, needs, now, ref view);
             if (view.Exclusion != Exclusion.None)
             {
@@ -204,7 +207,19 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         }
 
         ref readonly var info = ref request.Info;
-        if (info.MaxTokens is { } maxTokens && deployment.MaxOutputTokens is { } maxOutput && maxTokens > maxOutput)
+        if (info.MediaUrlCount > 0 && !deployment.TakesMediaUrls)
+        {
+            // A deployment that needs bytes serves a URL only if its admin let the gateway fetch it, and then only
+            // after every deployment that takes the URL as it is: no fetch is the safest fetch.
+            if (deployment.MediaFetch is null)
+            {
+                return Exclusion.MediaUrl;
+            }
+
+            view.FetchesMedia = true;
+        }
+
+        if (info.MaxTokens is { } maxTokens && deployment.MaxOutputTokens is { } maxOutput && maxTokens > maxOutput && !info.MaxTokensIsCeiling)
         {
             view.ContextLimit = maxOutput;
             view.InputTokens = maxTokens;
@@ -214,7 +229,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         if (deployment.ContextWindow is { } window && request.Operation != Operation.Embeddings)
         {
             // The cheap upper bound settles most requests; the tokenizer runs only near the limit.
-            var budget = window - (long)(info.MaxTokens ?? 1);
+            // A ceiling is clamped to the deployment's output limit before it is sent, so only that much is reserved.
+            var reserved = info.MaxTokensIsCeiling && info.MaxTokens is { } ceiling ? Math.Min(ceiling, deployment.MaxOutputTokens ?? ceiling) : info.MaxTokens ?? 1;
+            var budget = window - (long)reserved;
             if (TokenEstimator.UpperBound(info) > budget)
             {
                 var exact = tokens.Count(request, deployment.Tokenizer);
@@ -283,12 +300,12 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         return true;
     }
 
-    // 0: the deployment cannot do it; 1: it may not; 2: the request does not fit; 3: it is busy or unwell right now.
+    // 0: the deployment cannot do it; 1: it may not; 2: the request does not fit (as sent); 3: it is busy or unwell right now.
     private static int Stage(Exclusion exclusion) => exclusion switch
     {
         Exclusion.Operation or Exclusion.Tools or Exclusion.Vision or Exclusion.JsonSchema => 0,
         Exclusion.RouteConstraint or Exclusion.KeyConstraint => 1,
-        Exclusion.ContextWindow or Exclusion.MaxOutput => 2,
+        Exclusion.ContextWindow or Exclusion.MaxOutput or Exclusion.MediaUrl => 2,
         _ => 3,
     };
 
@@ -403,15 +420,21 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
     private static void PickWeighted(ModelRoute route, Span<CandidateView> views, long counter)
     {
         double total = 0;
+        double takers = 0;
         foreach (ref var view in views)
         {
             view.Score = view.Position;
             if (view.Exclusion == Exclusion.None)
             {
-                total += Weight(route, view.Position);
+                var weight = Weight(route, view.Position);
+                total += weight;
+                takers += view.FetchesMedia ? 0 : weight;
             }
         }
 
+        // Deployments that would need the gateway to fetch the request's URLs draw only when nobody else can serve.
+        var skipFetchers = takers > 0;
+        total = skipFetchers ? takers : total;
         if (total <= 0)
         {
             return;
@@ -420,7 +443,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         var point = (counter * GoldenRatio % 1.0) * total;
         foreach (ref var view in views)
         {
-            if (view.Exclusion != Exclusion.None)
+            if (view.Exclusion != Exclusion.None || (skipFetchers && view.FetchesMedia))
             {
                 continue;
             }
@@ -456,7 +479,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         for (var i = 0; i < views.Length; i++)
         {
             ref var view = ref views[i];
-            if (view.Exclusion != Exclusion.None)
+            if (view.Exclusion != Exclusion.None || view.FetchesMedia)
             {
                 continue;
             }
@@ -477,8 +500,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         return stalest == current ? -1 : stalest;
     }
 
+    // Whoever takes the request's media URLs as they are comes before whoever would need them fetched, whatever the scores.
     private static bool Better(in CandidateView a, in CandidateView b)
-        => a.Score < b.Score || (a.Score == b.Score && a.TieBreak < b.TieBreak);
+        => a.FetchesMedia != b.FetchesMedia ? !a.FetchesMedia : a.Score < b.Score || (a.Score == b.Score && a.TieBreak < b.TieBreak);
 
     // Keeps the best few in order in one pass: failover rarely needs more than three or four.
     private static void SelectTop(Span<CandidateView> views, Deployment[] ranked)

@@ -12,6 +12,9 @@ internal enum Exclusion : byte
     JsonSchema,
     RouteConstraint,
     KeyConstraint,
+
+    /// <summary>The request names media by URL; the deployment needs the bytes and may not fetch them.</summary>
+    MediaUrl,
     ContextWindow,
     MaxOutput,
     CircuitOpen,
@@ -50,6 +53,9 @@ internal struct CandidateView
     public double Score;
     public long TieBreak;
     public TimeSpan Unavailable;
+
+    /// <summary>Eligible, but only by having the gateway fetch the request's media URLs: ranked after every candidate that takes them.</summary>
+    public bool FetchesMedia;
 }
 
 /// <summary>
@@ -100,6 +106,7 @@ internal sealed class RoutingDecision
         Exclusion.JsonSchema => "no structured output (json_schema) support",
         Exclusion.RouteConstraint => "outside the route's allowed tiers, regions or tags",
         Exclusion.KeyConstraint => "outside the API key's allowed tiers, regions or tags",
+        Exclusion.MediaUrl => "takes images and documents only inline (base64 or a data: URL), and fetching URLs is off for it (mediaFetch)",
         Exclusion.ContextWindow => "prompt and max_tokens exceed the context window",
         Exclusion.MaxOutput => "max_tokens exceeds the deployment's output limit",
         Exclusion.CircuitOpen => "circuit open after repeated failures",

@@ -101,8 +101,10 @@ internal sealed class TokenEstimator
             reader.Read();
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                // Chat completions carry the prompt in messages; the Responses API in input and instructions.
-                var counted = (operation == Operation.ChatCompletions && (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("input"u8) || reader.ValueTextEquals("instructions"u8)))
+                // Chat completions carry the prompt in messages; an Anthropic Messages body has its system prompt at the
+                // top level (an OpenAI body has no "system"); the Responses API has it in input and instructions.
+                var counted = (operation == Operation.ChatCompletions && (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("system"u8)
+                        || reader.ValueTextEquals("input"u8) || reader.ValueTextEquals("instructions"u8)))
                     || (operation == Operation.Completions && reader.ValueTextEquals("prompt"u8))
                     || (operation == Operation.Embeddings && reader.ValueTextEquals("input"u8));
                 var isTools = reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("functions"u8);
@@ -149,7 +151,9 @@ internal sealed class TokenEstimator
         var depth = reader.CurrentDepth;
         while (reader.Read() && reader.CurrentDepth > depth)
         {
-            if (reader.TokenType == JsonTokenType.PropertyName && (reader.ValueTextEquals("image_url"u8) || reader.ValueTextEquals("input_audio"u8) || reader.ValueTextEquals("role"u8) || reader.ValueTextEquals("type"u8)))
+            // Anthropic's image and document "source" holds base64 bytes, and thinking "signature"s are opaque: not text.
+            if (reader.TokenType == JsonTokenType.PropertyName && (reader.ValueTextEquals("image_url"u8) || reader.ValueTextEquals("input_audio"u8) || reader.ValueTextEquals("role"u8) || reader.ValueTextEquals("type"u8)
+                || reader.ValueTextEquals("source"u8) || reader.ValueTextEquals("signature"u8)))
             {
                 reader.Read();
                 reader.Skip();

@@ -6,7 +6,7 @@ namespace ModelGateway.State;
 
 /// <summary>
 /// Resolves the caller of every <c>/v1</c> request from its virtual key (<c>Authorization: Bearer</c>,
-/// or <c>api-key</c> as Azure-style SDKs send it). Keys are looked up by the hash of the secret and
+/// <c>x-api-key</c> as Anthropic's SDKs and Claude Code send it, or <c>api-key</c> as Azure-style SDKs send it). Keys are looked up by the hash of the secret and
 /// cached briefly; a change to a key (revoke, edit) reaches every replica's cache at once.
 /// </summary>
 internal sealed partial class KeyAuthenticator : IDisposable
@@ -51,7 +51,9 @@ internal sealed partial class KeyAuthenticator : IDisposable
         {
             _metrics.AuthenticationFailed("missing_key");
             return (null, new ApiError(401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                IsAnthropicPath(context.Request.Path)
+                    ? "x-api-key header is required. Send your gateway key as x-api-key (or as Authorization: Bearer YOUR_KEY)."
+                    : "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 "invalid_request_error", null) { LogReason = "missing_key" });
         }
 
@@ -187,9 +189,18 @@ internal sealed partial class KeyAuthenticator : IDisposable
             return token.Length > 0 ? token : null;
         }
 
-        var apiKey = request.Headers["api-key"].ToString();
-        return apiKey.Length > 0 ? apiKey.Trim() : null;
+        // Anthropic's SDKs and Claude Code send x-api-key; Azure-style SDKs api-key.
+        var apiKey = request.Headers["x-api-key"].ToString();
+        if (apiKey.Length == 0)
+        {
+            apiKey = request.Headers["api-key"].ToString();
+        }
+
+        apiKey = apiKey.Trim();
+        return apiKey.Length > 0 ? apiKey : null;
     }
+
+    private static bool IsAnthropicPath(PathString path) => path.StartsWithSegments("/v1/messages", StringComparison.OrdinalIgnoreCase);
 
     private void Evict(string hash)
     {
@@ -228,7 +239,7 @@ internal sealed class KeyAuthenticationMiddleware(RequestDelegate next, KeyAuthe
         var (caller, error) = await authentication.ConfigureAwait(false);
         if (error is not null)
         {
-            await error.WriteAsync(context).ConfigureAwait(false);
+            await Protocols.ClientProtocols.WriteErrorAsync(context, error).ConfigureAwait(false);
             return;
         }
 

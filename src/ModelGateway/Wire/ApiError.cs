@@ -61,12 +61,18 @@ internal sealed record ApiError(int Status, string Message, string Type, string?
     public static ApiError RateLimited(string message, TimeSpan retryAfter, string type = "requests") => new(429, message, type, "rate_limit_exceeded") { RetryAfter = retryAfter, ShouldRetry = true };
 
     /// <summary>Writes the error as the whole response. The response must not have started.</summary>
-    public Task WriteAsync(HttpContext context)
+    public Task WriteAsync(HttpContext context) => WriteAsync(context, Status, static (error, output) => error.WriteJson(output));
+
+    /// <summary>
+    /// Writes the error as the whole response in another API's shape: <paramref name="status"/> and the body
+    /// are that API's, the retry headers and the access log's record of the error the same for every API.
+    /// </summary>
+    public Task WriteAsync(HttpContext context, int status, Action<ApiError, System.Buffers.IBufferWriter<byte>> writeBody)
     {
         // The access log reads the error a request was answered with from here, whoever wrote it.
         context.Features.Set(this);
         var response = context.Response;
-        response.StatusCode = Status;
+        response.StatusCode = status;
         response.ContentType = "application/json";
         var headers = response.Headers;
         if (RetryAfter is { } retryAfter)
@@ -82,7 +88,7 @@ internal sealed record ApiError(int Status, string Message, string Type, string?
         }
 
         var writer = new ArrayBufferWriter<byte>(256);
-        WriteJson(writer);
+        writeBody(this, writer);
         response.ContentLength = writer.WrittenCount;
         return response.Body.WriteAsync(writer.WrittenMemory).AsTask();
     }

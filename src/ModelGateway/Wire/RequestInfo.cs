@@ -48,6 +48,16 @@ internal struct RequestInfo
     public long TokenIds;
     public int InputCount;
 
+    /// <summary>Images and documents given by URL rather than inline (base64, a data: URL); some providers need the bytes.</summary>
+    public int MediaUrlCount;
+
+    /// <summary>
+    /// <see cref="MaxTokens"/> is a ceiling the client sets whatever the model (Anthropic's required
+    /// <c>max_tokens</c>: Claude Code sends its own model's maximum), not a demand: a deployment with a
+    /// smaller output limit serves it clamped, instead of being excluded.
+    /// </summary>
+    public bool MaxTokensIsCeiling;
+
     /// <summary>Whether the client asked for the final usage chunk itself.</summary>
     public readonly bool ClientWantsUsage => IncludeUsage == true;
 }

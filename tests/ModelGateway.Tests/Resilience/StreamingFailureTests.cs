@@ -62,6 +62,22 @@ public sealed class StreamingFailureTests : IAsyncLifetime
         Assert.DoesNotContain(_upstream.Requests, r => r.Model == "spare-model");
     }
 
+    [Theory]
+    [InlineData("malformed event", "bad_upstream_response")]
+    [InlineData("idle gap", "stream_idle_timeout")]
+    public async Task The_access_log_names_the_real_error_of_a_broken_stream_and_counts_the_one_upstream_call(string fault, string code)
+    {
+        _upstream.SetBehaviorForModel("only-model", MidStreamFaults.Single(row => (string)row[0] == fault)[1] as UpstreamBehavior ?? throw new InvalidOperationException(fault));
+
+        var (_, aborted) = await ReadRawStreamAsync();
+
+        Assert.True(aborted);
+        var line = LogLines.Plain(Assert.Single(await _gateway.Logs.WaitForLinesAsync(l => LogLines.Plain(l).Contains("ModelGateway.AccessLog", StringComparison.Ordinal) && LogLines.Plain(l).Contains("route=chat", StringComparison.Ordinal))));
+        Assert.Contains($"error={code} ", line, StringComparison.Ordinal);
+        Assert.Contains("attempts=1 ", line, StringComparison.Ordinal);
+        Assert.Single(_upstream.Requests);
+    }
+
     [Fact]
     public async Task The_sdk_sees_a_broken_stream_as_an_exception_not_a_short_answer()
     {

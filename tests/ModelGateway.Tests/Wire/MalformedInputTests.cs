@@ -239,3 +239,63 @@ public sealed class MalformedInputTests(MalformedInputFixture fixture) : IClassF
         public override bool CanSeek => false;
     }
 }
+
+/// <summary>
+/// Image URLs sent byte for byte over a socket, as a hostile client would write them (escaped slashes,
+/// escaped letters, the bare-string form): every one bound for a deployment that needs bytes is refused
+/// with a 400 and the canary behind those URLs never sees a connection.
+/// </summary>
+[Collection(ModelGateway.Tests.Providers.Media.MediaFetchCollection.Name)]
+public sealed class MediaUrlRawInputTests(ModelGateway.Tests.Providers.Media.MediaFetchFixture fixture)
+{
+    /// <summary>Route, the image_url value as raw JSON ({C}: the canary's port, {I}: the image server's), the error code and what the message says.</summary>
+    public static TheoryData<string, string, string, string> Cases => new()
+    {
+        { "inline-only", """{"url":"https://127.0.0.1:{I}/cat.png"}""", "image_url_not_supported", "need images and documents inline" },
+        { "inline-only", """ "https://127.0.0.1:{C}/cat.png" """, "image_url_not_supported", "need images and documents inline" },
+        { "inline-only", """{"url":"\u0068ttps://127.0.0.1:{C}/cat.png","detail":"low"}""", "image_url_not_supported", "need images and documents inline" },
+        { "strict", """{"url":"http://127.0.0.1:{C}/cat.png"}""", "invalid_image_url", "only https" },
+        { "strict", """{"url":"https:\/\/127.0.0.1:{C}\/cat.png"}""", "invalid_image_url", "loopback (127.0.0.0/8)" },
+        { "strict", """{"url":"https://[::1]:{C}/cat.png"}""", "invalid_image_url", "loopback (::1)" },
+        { "strict", """{"url":"https://169.254.169.254/latest/meta-data/"}""", "invalid_image_url", "cloud metadata" },
+        { "strict", """{"url":"https://10.0.0.8/cat.png"}""", "invalid_image_url", "private (10.0.0.0/8)" },
+        { "strict", """{"url":"https://localhost:{C}/cat.png"}""", "invalid_image_url", "'localhost' resolves to an address the gateway does not fetch from" },
+        { "strict", """{"url":"https://loop.test:{C}/cat.png"}""", "invalid_image_url", "'loop.test' resolves to an address the gateway does not fetch from" },
+        { "fetching", """{"url":"https://127.0.0.1:{I}/redirect?to=https%3A%2F%2F127.0.0.2%3A{C}%2Fcat.png"}""", "invalid_image_url", "loopback (127.0.0.0/8)" },
+        { "fetching", """{"url":"https://127.0.0.1:{I}/big.png"}""", "invalid_image_url", "more than 65536 bytes" },
+        { "slow", """{"url":"https://127.0.0.1:{I}/slow.png"}""", "invalid_image_url", "did not finish downloading within 1s" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task An_image_url_the_gateway_must_not_fetch_gets_a_400_over_a_raw_socket_and_no_connection(string route, string imageUrl, string code, string message)
+    {
+        var value = imageUrl.Trim()
+            .Replace("{C}", fixture.Canary.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("{I}", fixture.Images.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        var body = Encoding.UTF8.GetBytes($$"""{"model":"{{route}}","messages":[{"role":"user","content":[{"type":"text","text":"what is this?"},{"type":"image_url","image_url":""" + value + "}]}]}");
+
+        var (status, text) = await RawHttp.PostAsync(fixture.Gateway.BaseAddress, "/v1/chat/completions", body);
+
+        Assert.True(status == 400, $"{route} {value}: expected 400, got {status}: {text}");
+        using var json = JsonDocument.Parse(text);
+        var error = json.RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.Contains(message, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, fixture.Canary.Connections);
+    }
+
+    [Fact]
+    public async Task An_escaped_data_url_is_still_inline_and_served_without_a_fetch()
+    {
+        var served = fixture.Images.Requests;
+        var escaped = "\\u0064ata:image/png;base64," + Convert.ToBase64String(ModelGateway.Tests.Providers.Media.TlsImageServer.Png);
+        var body = Encoding.UTF8.GetBytes("""{"model":"inline-only","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":""" + "\"" + escaped + "\"}}]}]}");
+
+        var (status, text) = await RawHttp.PostAsync(fixture.Gateway.BaseAddress, "/v1/chat/completions", body);
+
+        Assert.True(status == 200, text);
+        Assert.Equal(served, fixture.Images.Requests);
+    }
+}

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 
 using ModelGateway.Wire;
@@ -501,7 +502,10 @@ internal static partial class RequestParser
                     message.Images++;
                     hasImage = true;
                     reader.Read();
-                    reader.Skip();
+                    if (IsRemoteImage(ref reader))
+                    {
+                        info.MediaUrlCount++;
+                    }
                 }
                 else
                 {
@@ -520,6 +524,55 @@ internal static partial class RequestParser
 
         message.Content = part == 0 ? ContentState.EmptyArray : ContentState.Present;
         return true;
+    }
+
+    /// <summary>
+    /// Reads an <c>image_url</c> value (the reader is on it; leaves it on its end): whether it names the
+    /// image by a URL to fetch rather than inline as a data: URL. Routing prefers deployments that take
+    /// such URLs, since others would need the gateway to fetch them.
+    /// </summary>
+    private static bool IsRemoteImage(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.String)
+        {
+            return !IsDataUrl(in reader);
+        }
+
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return false;
+        }
+
+        var remote = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isUrl = reader.ValueTextEquals("url"u8);
+            reader.Read();
+            if (isUrl && reader.TokenType == JsonTokenType.String)
+            {
+                remote = !IsDataUrl(in reader);
+            }
+            else
+            {
+                reader.Skip();
+            }
+        }
+
+        return remote;
+    }
+
+    private static bool IsDataUrl(in Utf8JsonReader reader)
+    {
+        if (!reader.ValueIsEscaped)
+        {
+            var raw = reader.ValueSpan;
+            return raw.Length >= 5 && Ascii.EqualsIgnoreCase(raw[..5], "data:"u8);
+        }
+
+        // Escaped text is rare in a URL; a bad escape becomes the parser's usual 400.
+        Span<char> buffer = stackalloc char[64];
+        return Unescaped(in reader, buffer, out _).StartsWith("data:", StringComparison.OrdinalIgnoreCase);
     }
 
     private static bool ReadTextOrTokens(ref Utf8JsonReader reader, ref RequestInfo info, string name, out RequestProblem problem)

@@ -26,6 +26,12 @@ internal sealed partial class ResponsesProtocol(IResponseStore store, ILogger<Re
 
     public override NamedEventInspector NamedEvents => ResponsesInspector.Instance;
 
+    /// <summary>
+    /// A pass-through stream carries OpenAI's response id, item ids and sequence numbers, which the gateway's
+    /// encoder does not take over mid-way: a broken one ends in an error event instead of a continuation.
+    /// </summary>
+    public override bool ContinuesPassThrough => false;
+
     /// <summary>The store's partition for a caller: the key's id, so no key can reach another's responses.</summary>
     public static string Scope(CallerIdentity caller) => caller.KeyId ?? "anonymous";
 

@@ -126,7 +126,7 @@ internal static class ResponsesRequestReader
             // custom, local_shell...: the provider runs them (or its grammar decodes them); left out and named.
             var name = type is "namespace" or "custom" or "mcp" && String(tool, type == "mcp" ? "server_label" : "name") is { } label ? $"{type}:{label}" : type;
             exchange.DroppedTools.Add(name);
-            request.Dropped.Add("tool:" + type);
+            request.Dropped.Add("tools." + type);
         }
     }
 
@@ -259,7 +259,7 @@ internal static class ResponsesRequestReader
                     break;
                 default:
                     // item_reference, web_search_call, local_shell_call...: the record of a provider-run tool, which no other model can read.
-                    request.Dropped.Add("input:" + String(item, "type"));
+                    request.Dropped.Add("input." + String(item, "type"));
                     break;
             }
         }
@@ -355,7 +355,7 @@ internal static class ResponsesRequestReader
 
                         break;
                     default:
-                        request.Dropped.Add("content:" + String(part, "type"));
+                        request.Dropped.Add("content." + String(part, "type"));
                         break;
                 }
             }

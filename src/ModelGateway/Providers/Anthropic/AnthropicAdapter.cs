@@ -22,6 +22,10 @@ internal sealed class AnthropicAdapter : IProviderAdapter
     private readonly Uri _messages;
     private readonly KeyValuePair<string, string>[] _headers;
 
+    // Pass-through: the credential and extra headers only; the client's anthropic-version and -beta travel as sent.
+    private readonly KeyValuePair<string, string>[] _passThroughHeaders;
+    private readonly KeyValuePair<string, string> _version;
+
     public AnthropicAdapter(ProviderEndpoint provider, UpstreamForwarder forwarder, HttpMessageInvoker invoker, TimeProvider timeProvider, GatewayOptions options)
     {
         _forwarder = forwarder;
@@ -45,6 +49,8 @@ internal sealed class AnthropicAdapter : IProviderAdapter
         _headers = _settings.Betas.Length > 0
             ? OpenAI.ProviderHeaders.Build(provider, credential, version, new("anthropic-beta", string.Join(',', _settings.Betas)))
             : OpenAI.ProviderHeaders.Build(provider, credential, version);
+        _passThroughHeaders = OpenAI.ProviderHeaders.Build(provider, credential);
+        _version = version;
     }
 
     public bool PassesThrough(WireFormat wire) => wire == WireFormat.AnthropicMessages;
@@ -54,7 +60,53 @@ internal sealed class AnthropicAdapter : IProviderAdapter
         var body = request.PassThrough
             ? UpstreamBody.SpliceModel(request)
             : SplicedBody.Whole(AnthropicRequestMapper.Serialize(AnthropicRequestMapper.Map(request.Canonical, request.Deployment, _settings, request.Stream, out _)));
-        return _forwarder.SendAsync(request.Request, _invoker, _prefix, _messages, body, _headers, signer: null, cancellationToken);
+        return _forwarder.SendAsync(request.Request, _invoker, _prefix, _messages, body, request.PassThrough ? PassThroughHeaders(request) : _headers, signer: null, cancellationToken);
+    }
+
+    // An Anthropic client's request is written for the API version it names, with the betas it asked for
+    // (Claude Code's context management, effort...): both win over the deployment's defaults, which fill
+    // in only what the client left out; the deployment's own betas are added to the client's.
+    private KeyValuePair<string, string>[] PassThroughHeaders(UpstreamRequest request)
+    {
+        var inbound = request.Request.HttpContext.Request.Headers;
+        var clientVersion = inbound["anthropic-version"].ToString();
+        if (clientVersion.Length > 0 && _settings.Betas.Length == 0)
+        {
+            return _passThroughHeaders;
+        }
+
+        var headers = new List<KeyValuePair<string, string>>(_passThroughHeaders);
+        if (clientVersion.Length == 0)
+        {
+            headers.Add(_version);
+        }
+
+        if (_settings.Betas.Length > 0)
+        {
+            var betas = new List<string>();
+            foreach (var value in inbound["anthropic-beta"])
+            {
+                foreach (var beta in (value ?? string.Empty).Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (!betas.Contains(beta))
+                    {
+                        betas.Add(beta);
+                    }
+                }
+            }
+
+            foreach (var beta in _settings.Betas)
+            {
+                if (!betas.Contains(beta))
+                {
+                    betas.Add(beta);
+                }
+            }
+
+            headers.Add(new("anthropic-beta", string.Join(',', betas)));
+        }
+
+        return [.. headers];
     }
 
     public UpstreamError Classify(UpstreamResponse response, ReadOnlySpan<byte> body, Deployment deployment)

@@ -55,6 +55,13 @@ internal sealed class AnthropicRequest
     /// <summary><c>{"type":"enabled","budget_tokens":N}</c>, <c>{"type":"adaptive"}</c> or <c>{"type":"disabled"}</c>.</summary>
     [JsonPropertyName("thinking")]
     public AnthropicThinking? Thinking { get; set; }
+
+    /// <summary>
+    /// Fields the gateway does not model (<c>context_management</c>, <c>output_config</c>, <c>service_tier</c>...),
+    /// as a client sent them: the Anthropic client protocol maps what has an equivalent and names the rest as dropped.
+    /// </summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Extra { get; set; }
 }
 
 internal sealed class AnthropicMessage
@@ -226,6 +233,10 @@ internal sealed class AnthropicThinking
 
     [JsonPropertyName("budget_tokens")]
     public int? BudgetTokens { get; set; }
+
+    /// <summary><c>omitted</c>: the client wants thinking blocks without their text (signature only).</summary>
+    [JsonPropertyName("display")]
+    public string? Display { get; set; }
 }
 
 /// <summary>A non-streamed answer, and the message of a stream's <c>message_start</c>.</summary>

@@ -12,8 +12,31 @@ internal enum MediaKind
 /// <summary>Bytes fetched for a client's URL, for a provider that takes only inline content.</summary>
 internal sealed record FetchedMedia(string MediaType, byte[] Bytes);
 
-/// <summary>A client URL the gateway will not (or could not) fetch; the message is for the client.</summary>
-internal sealed class MediaFetchException(string message) : Exception(message);
+/// <summary>
+/// A client URL the gateway will not (or could not) fetch. The message is for the client (it never
+/// names an address a host name resolved to); <see cref="Code"/> is the error code it is sent with,
+/// and <see cref="Reason"/> a short word for logs and traces that never holds the URL.
+/// </summary>
+internal sealed class MediaFetchException(string message, string code = MediaFetchException.InvalidUrl, string reason = "refused") : Exception(message)
+{
+    /// <summary>The URL was refused or its download failed (OpenAI's own code for the case).</summary>
+    public const string InvalidUrl = "invalid_image_url";
+
+    /// <summary>The deployment needs the content inline and fetching is off for it.</summary>
+    public const string NotInline = "image_url_not_supported";
+
+    public string Code { get; } = code;
+
+    public string Reason { get; } = reason;
+
+    /// <summary>The refusal when fetching is off: the client must send the content inline.</summary>
+    public static MediaFetchException Off(MediaKind kind) => new(
+        $"The deployment serving this request needs the {Noun(kind)} inline (base64 or a data: URL): it cannot take {Noun(kind)} URLs, and the gateway does not fetch URLs for it.",
+        NotInline,
+        "fetching off");
+
+    public static string Noun(MediaKind kind) => kind == MediaKind.Image ? "image" : "document";
+}
 
 /// <summary>
 /// Fetches the URL a client put in a request (an image, a document) for a deployment whose provider
@@ -27,10 +50,9 @@ internal interface IMediaFetcher
     ValueTask<FetchedMedia> FetchAsync(string url, MediaKind kind, Deployment deployment, CancellationToken cancellationToken);
 }
 
-/// <summary>The default: nothing is fetched, ever.</summary>
+/// <summary>Nothing is fetched, ever: what <see cref="MediaFetcher"/> does for a deployment without <c>mediaFetch</c>.</summary>
 internal sealed class NoMediaFetcher : IMediaFetcher
 {
     public ValueTask<FetchedMedia> FetchAsync(string url, MediaKind kind, Deployment deployment, CancellationToken cancellationToken)
-        => throw new MediaFetchException(
-            $"The deployment serving this request needs the {(kind == MediaKind.Image ? "image" : "document")} inline (base64 or a data: URL); the gateway does not fetch URLs for it.");
+        => throw MediaFetchException.Off(kind);
 }

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text.Json;
+using ModelGateway.Canonical;
 using ModelGateway.Configuration;
+using ModelGateway.Providers.Media;
 using ModelGateway.Providers.OpenAI;
 using ModelGateway.Routing;
 using ModelGateway.Wire;
@@ -27,10 +29,13 @@ internal sealed class SimulatedAdapter : OpenAIWireAdapter
     private readonly Lock _gate = new();
     private readonly Dictionary<string, SemaphoreSlim> _capacity = new(StringComparer.Ordinal);
 
-    public SimulatedAdapter(ProviderEndpoint provider, TimeProvider timeProvider, GatewayOptions options)
+    private readonly IMediaFetcher _mediaFetcher;
+
+    public SimulatedAdapter(ProviderEndpoint provider, TimeProvider timeProvider, GatewayOptions options, IMediaFetcher mediaFetcher)
         : base(timeProvider, options)
     {
         _provider = provider;
+        _mediaFetcher = mediaFetcher;
     }
 
     public override async ValueTask<UpstreamResponse> SendAsync(UpstreamRequest request, CancellationToken cancellationToken)
@@ -51,6 +56,12 @@ internal sealed class SimulatedAdapter : OpenAIWireAdapter
             return Error(settings.ErrorStatus, "The simulated deployment failed this request (configured error rate).");
         }
 
+        if (!deployment.TakesMediaUrls && request.Request.Info.MediaUrlCount > 0)
+        {
+            // Like Bedrock or Gemini (simulate.takesMediaUrls: false): the bytes are needed, so they are fetched or refused.
+            await FetchImagesAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
         SemaphoreSlim? slot = null;
         if (settings.Concurrency is { } concurrency)
         {
@@ -62,6 +73,20 @@ internal sealed class SimulatedAdapter : OpenAIWireAdapter
         var body = new SimulatedBody(new Plan(request, settings, TimeProvider), slot, TimeProvider);
         var contentType = request.Stream ? "text/event-stream; charset=utf-8" : "application/json";
         return UpstreamResponse.FromStream(200, contentType, body);
+    }
+
+    private async ValueTask FetchImagesAsync(UpstreamRequest request, CancellationToken cancellationToken)
+    {
+        foreach (var message in request.Request.Canonical.Messages)
+        {
+            foreach (var part in message.Parts)
+            {
+                if (part is ImagePart { IsInline: false, Url: { } url })
+                {
+                    _ = await _mediaFetcher.FetchAsync(url, MediaKind.Image, request.Deployment, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
     }
 
     private SemaphoreSlim GetSlots(string deployment, int concurrency)

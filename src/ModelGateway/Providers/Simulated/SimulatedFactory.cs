@@ -21,5 +21,5 @@ internal sealed class SimulatedFactory(ProviderServices services) : ProviderAdap
             ? SimulationDefaults.Settings
             : CatalogBuilder.ParseSimulation(SimulationDefaults.Settings, document.Simulate, path + ".simulate", context.Errors);
 
-    public override IProviderAdapter Create(ProviderEndpoint provider) => new SimulatedAdapter(provider, Services.TimeProvider, Services.Options);
+    public override IProviderAdapter Create(ProviderEndpoint provider) => new SimulatedAdapter(provider, Services.TimeProvider, Services.Options, Services.MediaFetcher);
 }

@@ -120,4 +120,20 @@ public sealed class RequestParserTests
         Assert.False(RequestParser.TryParse("""{"model":"e","input":"x","stream":true}"""u8, Operation.Embeddings, 64, out _, out var problem));
         Assert.Equal("stream", problem.Param);
     }
+
+    [Fact]
+    public void Counts_images_given_by_url_apart_from_inline_ones()
+    {
+        var info = Parse("""
+            {"model":"m","messages":[{"role":"user","content":[
+              {"type":"image_url","image_url":{"url":"https://cdn.example.com/a.png","detail":"low"}},
+              {"type":"image_url","image_url":{"detail":"high","url":"DATA:image/png;base64,iVBORw0KGgo="}},
+              {"type":"image_url","image_url":"http://example.com/b.png"},
+              {"type":"image_url","image_url":{"url":"\u0064ata:image/png;base64,iVBORw0KGgo="}},
+              {"type":"image_url","image_url":{"url":"\u0068ttps://example.com/c.png"}}]}]}
+            """);
+
+        Assert.Equal(5, info.ImageCount);
+        Assert.Equal(3, info.MediaUrlCount);
+    }
 }

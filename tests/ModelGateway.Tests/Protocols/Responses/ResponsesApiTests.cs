@@ -267,7 +267,7 @@ public sealed class ResponsesApiTests : IAsyncLifetime
         var toOpenAI = _upstream.Requests[^1].Json!;
 
         Assert.Equal(HttpStatusCode.OK, translated.StatusCode);
-        Assert.Equal("tool:web_search, tool:namespace", translated.Headers.GetValues("x-modelgateway-dropped").Single());
+        Assert.Equal("tools.web_search,tools.namespace", translated.Headers.GetValues("x-modelgateway-dropped").Single());
         Assert.Equal(["lookup"], toAnthropic["tools"]!.AsArray().Select(t => t!["name"]!.GetValue<string>()));
         Assert.Equal(HttpStatusCode.OK, passed.StatusCode);
         Assert.False(passed.Headers.Contains("x-modelgateway-dropped"));
