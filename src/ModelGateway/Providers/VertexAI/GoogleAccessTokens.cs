@@ -124,8 +124,9 @@ internal sealed record ServiceAccountKey(string ClientEmail, string PrivateKey, 
             problem = "not valid JSON (expected a service-account key file)";
             return null;
         }
-        catch (Exception ex) when (ex is ArgumentException or FormatException or System.Security.Cryptography.CryptographicException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // The key reader throws whatever its ASN.1 decoder meets (FormatException, NotSupportedException...).
             problem = "the service-account key's private_key is not a PEM-encoded PKCS#8 RSA key";
             return null;
         }
