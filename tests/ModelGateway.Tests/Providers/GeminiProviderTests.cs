@@ -3,7 +3,9 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using ModelGateway.FakeUpstream;
+using ModelGateway.Providers.Media;
 using ModelGateway.Tests.Infrastructure;
 using OpenAI.Chat;
 using OpenAI.Embeddings;
@@ -190,6 +192,31 @@ public sealed class GeminiProviderTests : IAsyncLifetime
         Assert.Equal(400, refused.Status);
         Assert.Contains("inline", refused.Message, StringComparison.Ordinal);
         Assert.Contains("invalid_image_url", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Where_an_admin_allows_fetching_an_image_url_goes_up_as_the_fetched_bytes()
+    {
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "A cat." };
+        var fetcher = new CannedMediaFetcher("image/jpeg", [0xFF, 0xD8, 0xFF, 0xE0]);
+        await using var gateway = await GatewayHost.StartAsync($$"""
+            providers:
+              - { name: gemini, kind: gemini, baseUrl: "{{_upstream.GeminiBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
+            deployments:
+              - { name: flash, provider: gemini, model: gemini-2.5-flash }
+            routes:
+              - { name: gemini, targets: [flash] }
+            """, configure: builder => builder.Services.AddSingleton<IMediaFetcher>(fetcher));
+
+        ChatCompletion answer = await gateway.OpenAI().GetChatClient("gemini").CompleteChatAsync([new UserChatMessage(
+            ChatMessageContentPart.CreateTextPart("What is this?"),
+            ChatMessageContentPart.CreateImagePart(new Uri("https://images.example.com/cat.jpg")))]);
+
+        Assert.Equal("A cat.", answer.Content[0].Text);
+        Assert.Equal(["https://images.example.com/cat.jpg"], fetcher.Fetched);
+        var inline = Assert.Single(_upstream.Requests).Json!["contents"]![0]!["parts"]![1]!["inlineData"]!;
+        Assert.Equal("image/jpeg", inline["mimeType"]!.GetValue<string>());
+        Assert.Equal(Convert.ToBase64String([0xFF, 0xD8, 0xFF, 0xE0]), inline["data"]!.GetValue<string>());
     }
 
     [Fact]

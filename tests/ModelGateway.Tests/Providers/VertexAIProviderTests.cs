@@ -3,7 +3,9 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using ModelGateway.FakeUpstream;
+using ModelGateway.Providers.Media;
 using ModelGateway.Tests.Infrastructure;
 using OpenAI.Chat;
 
@@ -193,6 +195,34 @@ public sealed class VertexAIProviderTests : IAsyncLifetime
         Assert.Equal(Convert.ToBase64String(png), data);
         Assert.Equal(400, refused.Status);
         Assert.Contains("inline", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Where_an_admin_allows_fetching_claude_gets_an_image_url_as_a_base64_source()
+    {
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "A cat." };
+        var fetcher = new CannedMediaFetcher("image/jpeg", [0xFF, 0xD8, 0xFF, 0xE0]);
+        await using var gateway = await GatewayHost.StartAsync($$"""
+            providers:
+              - { name: vertex, kind: vertex-ai, baseUrl: "{{_upstream.VertexBaseUrl}}", project: test-project, location: global, credentialsFile: "file:{{Path.Combine(_directory, "gateway-sa.json")}}" }
+            deployments:
+              - { name: claude, provider: vertex, model: "claude-sonnet-4-5@20250929" }
+            routes:
+              - { name: claude, targets: [claude] }
+            """, configure: builder => builder.Services.AddSingleton<IMediaFetcher>(fetcher));
+
+        ChatCompletion answer = await gateway.OpenAI().GetChatClient("claude").CompleteChatAsync([new UserChatMessage(
+            ChatMessageContentPart.CreateTextPart("What is this?"),
+            ChatMessageContentPart.CreateImagePart(new Uri("https://images.example.com/cat.jpg")))]);
+
+        Assert.Equal("A cat.", answer.Content[0].Text);
+        Assert.Equal(["https://images.example.com/cat.jpg"], fetcher.Fetched);
+        var seen = Assert.Single(_upstream.Requests);
+        Assert.Equal("/v1/projects/test-project/locations/global/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict", seen.Path);
+        var source = seen.Json!["messages"]![0]!["content"]![1]!["source"]!;
+        Assert.Equal("base64", source["type"]!.GetValue<string>());
+        Assert.Equal("image/jpeg", source["media_type"]!.GetValue<string>());
+        Assert.Null(source["url"]);
     }
 
     [Theory]
