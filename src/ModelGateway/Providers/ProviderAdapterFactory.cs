@@ -49,6 +49,14 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
             context.NotFor(document.Simulate, path + ".simulate", Kind);
         }
 
+        if (!TakesGoogleCloudSettings)
+        {
+            context.NotFor(document.Project, path + ".project", Kind);
+            context.NotFor(document.Location, path + ".location", Kind);
+            context.NotFor(document.CredentialsFile, path + ".credentialsFile", Kind);
+            context.NotFor(document.Publisher, path + ".publisher", Kind);
+        }
+
         return Compile(document, path, context);
     }
 
@@ -59,6 +67,9 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
     protected virtual bool TakesBetas => false;
 
     protected virtual bool TakesSimulation => false;
+
+    /// <summary>Vertex AI's <c>project</c>, <c>location</c>, <c>credentialsFile</c> and <c>publisher</c>.</summary>
+    protected virtual bool TakesGoogleCloudSettings => false;
 
     /// <summary>The kind's own settings from the fields it takes.</summary>
     protected virtual object? Compile(ProviderDocument document, string path, ConfigContext context) => null;

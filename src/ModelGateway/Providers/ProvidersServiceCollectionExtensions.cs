@@ -23,6 +23,8 @@ internal static class ProvidersServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AzureOpenAIFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AnthropicFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, SimulatedFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, Gemini.GeminiFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, VertexAI.VertexAIFactory>());
         services.TryAddSingleton<ProviderAdapterRegistry>();
         return services;
     }

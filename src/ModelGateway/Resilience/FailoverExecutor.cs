@@ -441,6 +441,11 @@ internal sealed partial class FailoverExecutor
         try
         {
             response = await adapter.SendAsync(call, cancellationToken).ConfigureAwait(false);
+            if (response.Refusal is { } refusal)
+            {
+                return Outcome.FromResult(AttemptOutcome.FromUpstream(deployment, refusal, started));
+            }
+
             if (response.Failure != TransportFailure.None)
             {
                 return Outcome.FromResult(response.Failure == TransportFailure.Timeout
@@ -563,6 +568,14 @@ internal sealed partial class FailoverExecutor
         var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
         try
         {
+            if (call.Request.Operation == Operation.Embeddings)
+            {
+                var embeddings = adapter.ParseEmbeddings(buffer.AsSpan(0, length), call, out var embeddingError);
+                return embeddingError is not null
+                    ? AttemptOutcome.FromUpstream(deployment, embeddingError, started)
+                    : AttemptOutcome.Embedded(deployment, response, embeddings, started, _timeProvider.GetTimestamp());
+            }
+
             var answer = adapter.ParseResponse(buffer.AsSpan(0, length), call, out var error);
             return error is not null
                 ? AttemptOutcome.FromUpstream(deployment, error, started)
