@@ -52,15 +52,16 @@ public sealed class CodexTests : IAsyncLifetime
     [Theory]
     [InlineData("claude", "claude-sonnet-4-5", UpstreamWire.Anthropic)]
     [InlineData("compat", "qwen3", UpstreamWire.OpenAI)]
+    [InlineData("gemini", "gemini-2.5-flash", UpstreamWire.Gemini)]
     public async Task Codex_runs_a_shell_command_the_model_asked_for_and_answers_through_a_translated_deployment(string route, string upstreamModel, UpstreamWire wire)
     {
         const string Marker = "codex-ran-this-through-the-gateway";
         var arguments = $$"""{"cmd":"echo {{Marker}}"}""";
 
         // The fake's OpenAI wire calls the first tool offered, which is Codex's exec_command (asserted below).
-        _upstream.Enqueue(upstreamModel, wire == UpstreamWire.Anthropic
-            ? new UpstreamBehavior { ToolCalls = [new("exec_command", arguments)] }
-            : new UpstreamBehavior { RespondWithToolCall = true, ToolArguments = arguments });
+        _upstream.Enqueue(upstreamModel, wire == UpstreamWire.OpenAI
+            ? new UpstreamBehavior { RespondWithToolCall = true, ToolArguments = arguments }
+            : new UpstreamBehavior { ToolCalls = [new("exec_command", arguments)] });
         _upstream.Enqueue(upstreamModel, new UpstreamBehavior { Content = "The command printed the marker." });
 
         var (exitCode, events, stderr) = await RunCodexAsync(route, "Run echo with the marker and tell me what it printed.");
@@ -113,7 +114,7 @@ public sealed class CodexTests : IAsyncLifetime
 
         // The built-in tools the gateway cannot run stayed behind; Codex's functions went on.
         var namespaceName = first["tools"]!.AsArray().First(t => t!["type"]!.GetValue<string>() == "namespace")!["name"]!.GetValue<string>();
-        var offered = upstream[0].Json!["tools"]!.AsArray().Select(t => (t!["name"] ?? t["function"]!["name"])!.GetValue<string>()).ToList();
+        var offered = OfferedTools(upstream[0].Json!);
         Assert.Contains("exec_command", offered);
         Assert.DoesNotContain(namespaceName, offered);
         Assert.DoesNotContain("web_search", offered);
@@ -194,6 +195,15 @@ public sealed class CodexTests : IAsyncLifetime
 
         return (process.ExitCode, events, await stderr);
     }
+
+    // The tool names a provider request offers: Anthropic's tools[].name, OpenAI's tools[].function.name,
+    // Gemini's tools[].functionDeclarations[].name.
+    private static List<string> OfferedTools(JsonNode request) =>
+    [
+        .. request["tools"]!.AsArray().SelectMany(t => t!["functionDeclarations"] is JsonArray declarations
+            ? declarations.Select(d => d!["name"]!.GetValue<string>())
+            : [(t["name"] ?? t["function"]!["name"])!.GetValue<string>()]),
+    ];
 
     private static string CodexFolder()
     {

@@ -40,6 +40,7 @@ public sealed class ResponsesApiTests : IAsyncLifetime
     [InlineData("oai")]
     [InlineData("compat")]
     [InlineData("claude")]
+    [InlineData("gemini")]
     public async Task Plain_and_streamed_answers_carry_the_same_text_and_usage(string route)
     {
         _upstream.DefaultBehavior = new UpstreamBehavior { Content = Answer, ChunkCount = 5, PromptTokens = 21, CompletionTokens = 9 };

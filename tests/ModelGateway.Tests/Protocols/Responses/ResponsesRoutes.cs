@@ -12,7 +12,8 @@ internal static class ResponsesRoutes
 {
     /// <summary>
     /// One route per kind: <c>oai</c> (OpenAI, passed through), <c>compat</c> (an OpenAI-compatible server,
-    /// translated to chat completions), <c>claude</c> (Anthropic, translated) and <c>sim</c> (the simulator).
+    /// translated to chat completions), <c>claude</c> (Anthropic, translated), <c>sim</c> (the simulator) and
+    /// <c>gemini</c> (the Gemini API, translated).
     /// </summary>
     public static string Yaml(FakeUpstreamServer upstream, string extra = "") => $$"""
         providers:
@@ -20,16 +21,19 @@ internal static class ResponsesRoutes
           - { name: compat, kind: openai-compatible, baseUrl: "{{upstream.OpenAIBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
           - { name: anthropic, kind: anthropic, baseUrl: "{{upstream.AnthropicBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
           - { name: sim, kind: simulated, simulate: { ttft: 1ms, tokensPerSecond: 2000, outputTokens: 12 } }
+          - { name: google, kind: gemini, baseUrl: "{{upstream.GeminiBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
         deployments:
           - { name: gpt, provider: openai, model: gpt-4.1, capabilities: [chat, tools, vision, json_schema] }
           - { name: local, provider: compat, model: qwen3, capabilities: [chat, tools, vision, json_schema] }
           - { name: sonnet, provider: anthropic, model: claude-sonnet-4-5, defaultMaxTokens: 1024 }
           - { name: simulated, provider: sim, model: sim-1 }
+          - { name: flash, provider: google, model: gemini-2.5-flash }
         routes:
           - { name: oai, targets: [gpt] }
           - { name: compat, targets: [local] }
           - { name: claude, targets: [sonnet] }
           - { name: sim, targets: [simulated] }
+          - { name: gemini, targets: [flash] }
         {{extra}}
         """;
 
