@@ -33,6 +33,7 @@ internal static class OpenAIEndpoints
         v1.MapGet("/models/{**id}", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().GetAsync(context, (string)context.Request.RouteValues["id"]!));
         v1.MapPost("/route/explain", static context => context.RequestServices.GetRequiredService<RouteExplainEndpoint>().ExplainAsync(context));
         v1.MapResponsesEndpoints();
+        v1.MapForwardedEndpoints();
         return endpoints;
     }
 }

@@ -1,4 +1,12 @@
+using ModelGateway.Configuration;
+
 namespace ModelGateway.Providers;
+
+/// <summary>The capabilities of the OpenAI endpoints the gateway forwards as they are, for factories whose adapters can.</summary>
+internal static class ForwardedCapabilities
+{
+    public const Capabilities All = Capabilities.Images | Capabilities.Audio | Capabilities.Moderations | Capabilities.Files | Capabilities.Batches;
+}
 
 /// <summary>
 /// An adapter that can forward, as they are, the OpenAI endpoints the gateway does not interpret

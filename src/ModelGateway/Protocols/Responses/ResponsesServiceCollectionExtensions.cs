@@ -24,6 +24,7 @@ internal static class ResponsesServiceCollectionExtensions
 
         services.TryAddSingleton<ResponsesProtocol>();
         services.TryAddSingleton<RawForwarder>();
+        services.TryAddSingleton<Endpoints.ForwardedHandler>();
         return services;
     }
 }
