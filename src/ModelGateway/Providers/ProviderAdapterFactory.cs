@@ -21,6 +21,8 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
 
     public virtual Uri? DefaultBaseUrl => null;
 
+    public virtual Uri? DefaultBaseUrlFor(ProviderDocument document) => DefaultBaseUrl;
+
     public virtual bool HasEndpoint => true;
 
     public virtual bool RequiresApiKey => false;
@@ -49,6 +51,14 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
             context.NotFor(document.Simulate, path + ".simulate", Kind);
         }
 
+        if (!TakesAwsCredentials)
+        {
+            context.NotFor(document.AccessKeyId, path + ".accessKeyId", Kind);
+            context.NotFor(document.SecretAccessKey, path + ".secretAccessKey", Kind);
+            context.NotFor(document.SessionToken, path + ".sessionToken", Kind);
+            context.NotFor(document.Profile, path + ".profile", Kind);
+        }
+
         return Compile(document, path, context);
     }
 
@@ -59,6 +69,9 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
     protected virtual bool TakesBetas => false;
 
     protected virtual bool TakesSimulation => false;
+
+    /// <summary>Bedrock's <c>accessKeyId</c>, <c>secretAccessKey</c>, <c>sessionToken</c> and <c>profile</c>.</summary>
+    protected virtual bool TakesAwsCredentials => false;
 
     /// <summary>The kind's own settings from the fields it takes.</summary>
     protected virtual object? Compile(ProviderDocument document, string path, ConfigContext context) => null;

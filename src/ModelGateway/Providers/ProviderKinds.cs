@@ -8,4 +8,5 @@ internal static class ProviderKinds
     public const string AzureOpenAI = "azure-openai";
     public const string Anthropic = "anthropic";
     public const string Simulated = "simulated";
+    public const string Bedrock = "bedrock";
 }

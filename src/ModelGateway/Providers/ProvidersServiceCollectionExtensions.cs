@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers.Anthropic;
 using ModelGateway.Providers.AzureOpenAI;
+using ModelGateway.Providers.Bedrock;
 using ModelGateway.Providers.OpenAI;
 using ModelGateway.Providers.Simulated;
 
@@ -22,6 +23,7 @@ internal static class ProvidersServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AzureOpenAIFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AnthropicFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, SimulatedFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, BedrockFactory>());
         services.TryAddSingleton<ProviderAdapterRegistry>();
         return services;
     }

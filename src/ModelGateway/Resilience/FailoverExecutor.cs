@@ -356,6 +356,11 @@ internal sealed partial class FailoverExecutor
             handedOver = outcome.IsSuccess;
             return Outcome.FromResult(outcome);
         }
+        catch (UpstreamErrorException ex)
+        {
+            // The adapter refused before sending (a client URL it may not fetch, a credential it could not get).
+            return Outcome.FromResult(AttemptOutcome.FromUpstream(deployment, ex.Error, started));
+        }
         catch (InvalidDataException ex)
         {
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
