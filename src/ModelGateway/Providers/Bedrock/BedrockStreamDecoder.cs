@@ -149,9 +149,18 @@ internal sealed class BedrockStreamDecoder : IStreamDecoder
             return false;
         }
 
+        if (_start > 0)
+        {
+            // AWSSDK.Core 4.1.1 checks the message CRC of a message that does not start at offset 0 over the wrong
+            // bytes, so every message is moved to the front first (a few hundred bytes, already in cache).
+            _buffer.AsSpan(_start, available).CopyTo(_buffer);
+            _end = available;
+            _start = 0;
+        }
+
         try
         {
-            message = EventStreamMessage.FromBuffer(_buffer, _start, (int)total);
+            message = EventStreamMessage.FromBuffer(_buffer, 0, (int)total);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
