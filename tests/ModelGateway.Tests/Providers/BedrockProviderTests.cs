@@ -28,6 +28,7 @@ public sealed class BedrockProviderTests : IAsyncLifetime
     private const string Primary = "us.anthropic.claude-primary-v1:0";
     private const string Backup = "eu.anthropic.claude-backup-v1:0";
     private const string Llama = "us.meta.llama3-3-70b-instruct-v1:0";
+    private const string ProfileArn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
     private readonly ConcurrentQueue<Activity> _spans = new();
     private ActivityListener _listener = null!;
@@ -66,11 +67,13 @@ public sealed class BedrockProviderTests : IAsyncLifetime
               - { name: backup, provider: aws, model: "{{Backup}}" }
               - { name: llama, provider: aws, model: "{{Llama}}" }
               - { name: wrong-key, provider: aws-wrong, model: "{{Model}}" }
+              - { name: by-arn, provider: aws, model: "{{ProfileArn}}" }
             routes:
               - { name: claude, targets: [sonnet] }
               - { name: failover, strategy: priority, targets: [primary, backup] }
               - { name: llama, targets: [llama] }
               - { name: wrong-key, targets: [wrong-key] }
+              - { name: by-arn, targets: [by-arn] }
             """, new Dictionary<string, string?> { ["Admin:MasterKey"] = MasterKey });
     }
 
@@ -135,6 +138,36 @@ public sealed class BedrockProviderTests : IAsyncLifetime
         Assert.Equal(1.0, inference["temperature"]!.GetValue<double>());
         Assert.Equal(0.9, inference["topP"]!.GetValue<double>(), 5);
         Assert.Equal(["END"], inference["stopSequences"]!.AsArray().Select(s => s!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task An_inference_profile_arn_works_as_the_model_id_with_its_slash_escaped_and_signed()
+    {
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "Served through the ARN." };
+
+        ChatCompletion completion = await Chat("by-arn").CompleteChatAsync([new UserChatMessage("Hi")]);
+
+        Assert.Equal("Served through the ARN.", completion.Content[0].Text);
+        Assert.Equal(ProfileArn, Assert.Single(_upstream.Requests).Model);
+    }
+
+    [Fact]
+    public async Task A_pdf_goes_up_as_a_named_document_block()
+    {
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "A one-page PDF." };
+        var pdf = Convert.ToBase64String("%PDF-1.4 minimal"u8.ToArray());
+
+        using var response = await _gateway.PostAsync("v1/chat/completions", $$$"""
+            {"model":"claude","messages":[{"role":"user","content":[
+              {"type":"text","text":"Summarize."},
+              {"type":"file","file":{"filename":"Q3 report (final).pdf","file_data":"data:application/pdf;base64,{{{pdf}}}"}}]}]}
+            """);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var document = Assert.Single(_upstream.Requests).Json!["messages"]![0]!["content"]![1]!["document"]!;
+        Assert.Equal("pdf", document["format"]!.GetValue<string>());
+        Assert.Equal("Q3 report (final) pdf", document["name"]!.GetValue<string>());
+        Assert.Equal(pdf, document["source"]!["bytes"]!.GetValue<string>());
     }
 
     [Fact]
