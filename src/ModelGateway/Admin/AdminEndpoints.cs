@@ -368,7 +368,9 @@ internal sealed class UsageReports(IUsageQuery usage, TimeProvider timeProvider)
             json.WriteNumber("errors", row.Errors);
             json.WriteNumber("input_tokens", row.InputTokens);
             json.WriteNumber("cached_tokens", row.CachedTokens);
+            json.WriteNumber("cache_write_tokens", row.CacheWriteTokens);
             json.WriteNumber("output_tokens", row.OutputTokens);
+            json.WriteNumber("reasoning_tokens", row.ReasoningTokens);
             json.WriteNumber("cost_usd", row.CostUsd);
             json.WriteNumber("avg_latency_ms", row.AverageLatencyMs);
             json.WriteNumber("avg_ttft_ms", row.AverageTtftMs);

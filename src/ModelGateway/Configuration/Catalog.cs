@@ -123,6 +123,12 @@ internal sealed class Deployment
     public required int? ContextWindow { get; init; }
     public required int? MaxOutputTokens { get; init; }
 
+    /// <summary>The model catalog's row this deployment inherits figures from, or null.</summary>
+    public string? KnownModel { get; init; }
+
+    /// <summary>Where each figure came from: the routing file or the model catalog (with the catalog's basis and date).</summary>
+    public IReadOnlyDictionary<string, string> FigureSources { get; init; } = new Dictionary<string, string>();
+
     /// <summary>The output limit sent when a client names none and the provider requires one (Anthropic).</summary>
     public int DefaultMaxTokens { get; init; } = 4096;
 

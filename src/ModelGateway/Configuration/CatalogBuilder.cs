@@ -256,7 +256,10 @@ internal sealed partial class CatalogBuilder(
 
             Positive(doc.ContextWindow, path + ".contextWindow", errors);
             Positive(doc.MaxOutputTokens, path + ".maxOutputTokens", errors);
-            if (doc.ContextWindow is { } window && doc.MaxOutputTokens is { } maxOutput && maxOutput > window)
+            var known = KnownModelInheritance.Resolve(doc.KnownModel, model, path, errors);
+            var contextWindow = known.ContextWindow(doc.ContextWindow);
+            var maxOutputTokens = known.MaxOutputTokens(doc.MaxOutputTokens);
+            if (contextWindow is { } window && maxOutputTokens is { } maxOutput && maxOutput > window)
             {
                 errors.Add(new(path + ".maxOutputTokens", $"{maxOutput} is larger than the context window ({window})"));
             }
@@ -265,9 +268,15 @@ internal sealed partial class CatalogBuilder(
             Positive(doc.Limits?.Rpm, path + ".limits.rpm", errors);
             Positive(doc.Limits?.Tpm, path + ".limits.tpm", errors);
             var pricing = ParsePricing(doc.Pricing, path + ".pricing", errors);
-            var capabilities = ParseCapabilities(doc.Capabilities, provider?.Factory, path + ".capabilities", errors);
+            if (known.Pricing(doc.Pricing) is { } inherited && !ReferenceEquals(inherited, doc.Pricing))
+            {
+                // Checked as the file states it (above); the merge with the catalog's figures is compiled quietly.
+                pricing = ParsePricing(inherited, path + ".pricing", []);
+            }
+
+            var capabilities = known.Capabilities(doc.Capabilities, provider?.Factory) ?? ParseCapabilities(doc.Capabilities, provider?.Factory, path + ".capabilities", errors);
             Positive(doc.DefaultMaxTokens, path + ".defaultMaxTokens", errors);
-            var tokenizer = ParseTokenizer(doc.Tokenizer, model, path + ".tokenizer", errors);
+            var tokenizer = known.Tokenizer(doc.Tokenizer) ?? ParseTokenizer(doc.Tokenizer, model, path + ".tokenizer", errors);
             var breaker = MergeBreaker(defaultBreaker, doc.CircuitBreaker, path + ".circuitBreaker", errors);
             var firstToken = ParseDuration(doc.FirstTokenTimeout, path + ".firstTokenTimeout", errors, positive: true);
             var idle = ParseDuration(doc.IdleTimeout, path + ".idleTimeout", errors, positive: true);
@@ -297,9 +306,11 @@ internal sealed partial class CatalogBuilder(
                 Provider = provider,
                 UpstreamModel = model,
                 UpstreamModelJson = JsonSerializer.SerializeToUtf8Bytes(model, RoutingConfigJsonContext.Default.String),
-                ContextWindow = doc.ContextWindow,
-                MaxOutputTokens = doc.MaxOutputTokens,
-                DefaultMaxTokens = Math.Min(doc.DefaultMaxTokens ?? 4096, doc.MaxOutputTokens ?? int.MaxValue),
+                ContextWindow = contextWindow,
+                MaxOutputTokens = maxOutputTokens,
+                DefaultMaxTokens = Math.Min(doc.DefaultMaxTokens ?? 4096, maxOutputTokens ?? int.MaxValue),
+                KnownModel = known.Known?.Id,
+                FigureSources = known.Sources,
                 Pricing = pricing,
                 Capabilities = capabilities,
                 Capacity = doc.Capacity,

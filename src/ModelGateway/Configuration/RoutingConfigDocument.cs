@@ -69,6 +69,9 @@ public sealed class DeploymentDocument
     public string? Name { get; set; }
     public string? Provider { get; set; }
     public string? Model { get; set; }
+
+    /// <summary>The model catalog row to inherit figures from; defaults to <see cref="Model"/>; <c>none</c> opts out.</summary>
+    public string? KnownModel { get; set; }
     public int? ContextWindow { get; set; }
     public int? MaxOutputTokens { get; set; }
     public int? DefaultMaxTokens { get; set; }

@@ -87,7 +87,64 @@ internal sealed class ModelsEndpoint(RoutingConfigManager config)
 
         json.WriteEndArray();
         json.WriteString("routing_strategy"u8, route.StrategyName);
-        json.WriteNumber("deployments"u8, route.IsAuto ? catalog.DeploymentList.Length : route.Targets.Length);
+        var members = route.IsAuto ? catalog.DeploymentList : route.Targets;
+        json.WriteNumber("deployments"u8, members.Length);
+        json.WriteStartArray("deployment_figures"u8);
+        foreach (var deployment in members)
+        {
+            WriteFigures(json, deployment);
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>A deployment's size and prices, and where each figure came from (routing file or model catalog).</summary>
+    public static void WriteFigures(Utf8JsonWriter json, Deployment deployment)
+    {
+        json.WriteStartObject();
+        json.WriteString("deployment"u8, deployment.Name);
+        if (deployment.KnownModel is { } known)
+        {
+            json.WriteString("known_model"u8, known);
+        }
+
+        WriteFigureValues(json, deployment);
+        json.WriteEndObject();
+    }
+
+    /// <summary>The figures and their sources, inside an object the caller opened.</summary>
+    public static void WriteFigureValues(Utf8JsonWriter json, Deployment deployment)
+    {
+        if (deployment.ContextWindow is { } window)
+        {
+            json.WriteNumber("context_window"u8, window);
+        }
+
+        if (deployment.MaxOutputTokens is { } maxOutput)
+        {
+            json.WriteNumber("max_output_tokens"u8, maxOutput);
+        }
+
+        var pricing = deployment.Pricing;
+        json.WriteStartObject("pricing_per_million"u8);
+        json.WriteNumber("input"u8, Math.Round(pricing.InputPerToken * 1_000_000, 6));
+        json.WriteNumber("output"u8, Math.Round(pricing.OutputPerToken * 1_000_000, 6));
+        json.WriteNumber("cache_read"u8, Math.Round(pricing.CacheReadPerToken * 1_000_000, 6));
+        json.WriteNumber("cache_write"u8, Math.Round(pricing.CacheWritePerToken * 1_000_000, 6));
+        json.WriteNumber("reasoning"u8, Math.Round(pricing.ReasoningPerToken * 1_000_000, 6));
+        if (pricing.PerHour > 0)
+        {
+            json.WriteNumber("per_hour"u8, pricing.PerHour);
+        }
+
+        json.WriteEndObject();
+        json.WriteStartObject("sources"u8);
+        foreach (var (figure, source) in deployment.FigureSources)
+        {
+            json.WriteString(figure, source);
+        }
+
         json.WriteEndObject();
     }
 

@@ -132,6 +132,14 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         }
 
         json.WriteNumber("estimated_input_tokens", view.InputTokens);
+        if (deployment.KnownModel is { } known)
+        {
+            json.WriteString("known_model", known);
+        }
+
+        json.WriteStartObject("figures");
+        ModelsEndpoint.WriteFigureValues(json, deployment);
+        json.WriteEndObject();
         if (deployment.ContextWindow is { } window)
         {
             json.WriteNumber("context_window", window);

@@ -215,7 +215,12 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 var data = events.Data;
-                if (!ResponseInspector.TryInspect(data, out var facts, text))
+
+                // The first event (its id), continuations (the text) and id rewrites need a full read.
+                var scanned = text is null && rewriteId is null && stream.Events > 0
+                    ? ResponseInspector.TryScan(data, out var facts)
+                    : ResponseInspector.TryInspect(data, out facts, text);
+                if (!scanned)
                 {
                     return StreamError("The upstream sent a malformed event; the answer is incomplete.", "bad_upstream_response");
                 }
@@ -462,19 +467,23 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
     private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, byte[]? rewriteId, in ResponseFacts facts)
     {
-        writer.Write(DataPrefix);
-        if (rewriteId is not null && facts.IdLength > 0)
+        if (rewriteId is null || facts.IdLength == 0)
         {
-            // A continuation keeps the first stream's id, so the client sees one completion.
-            writer.Write(data[..facts.IdStart]);
-            writer.Write(rewriteId);
-            writer.Write(data[(facts.IdStart + facts.IdLength)..]);
-        }
-        else
-        {
-            writer.Write(data);
+            // One span for the whole event: every Advance on the response's writer takes the server's lock.
+            var length = DataPrefix.Length + data.Length + EventEnd.Length;
+            var span = writer.GetSpan(length);
+            DataPrefix.CopyTo(span);
+            data.CopyTo(span[DataPrefix.Length..]);
+            EventEnd.CopyTo(span[(DataPrefix.Length + data.Length)..]);
+            writer.Advance(length);
+            return;
         }
 
+        // A continuation keeps the first stream's id, so the client sees one completion.
+        writer.Write(DataPrefix);
+        writer.Write(data[..facts.IdStart]);
+        writer.Write(rewriteId);
+        writer.Write(data[(facts.IdStart + facts.IdLength)..]);
         writer.Write(EventEnd);
     }
 

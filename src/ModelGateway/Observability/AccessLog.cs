@@ -32,6 +32,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
             _logger,
             request.RequestId,
             request.HttpContext.Request.Path.Value ?? string.Empty,
+            request.Protocol.Api,
             request.Caller.Name,
             request.Caller.Team,
             request.Route?.Name,
@@ -43,6 +44,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
             request.Usage.Input,
             request.Usage.Output,
             request.Usage.CacheRead,
+            request.Usage.CacheWrite,
             request.Usage.Reported,
             Math.Round(request.Cost, 8),
             Math.Round(elapsedMs, 2),
@@ -90,11 +92,12 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
         double latencyMs);
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information,
-        Message = "{RequestId} {Path} key={Key} team={Team} route={Route} deployment={Deployment} provider={Provider} status={Status} error={ErrorCode} stream={Stream} tokens={InputTokens}/{OutputTokens} cached={CachedTokens} usage_reported={UsageReported} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts} continued={Continued} reason={Reason}")]
+        Message = "{RequestId} {Path} api={Api} key={Key} team={Team} route={Route} deployment={Deployment} provider={Provider} status={Status} error={ErrorCode} stream={Stream} tokens={InputTokens}/{OutputTokens} cached={CachedTokens} cache_write={CacheWriteTokens} usage_reported={UsageReported} cost={CostUsd} latency={LatencyMs}ms ttft={TtftMs}ms attempts={Attempts} continued={Continued} reason={Reason}")]
     private static partial void LogRequest(
         ILogger logger,
         string requestId,
         string path,
+        string api,
         string key,
         string? team,
         string? route,
@@ -106,6 +109,7 @@ internal sealed partial class AccessLog(ILoggerFactory loggerFactory, IOptions<O
         long inputTokens,
         long outputTokens,
         long cachedTokens,
+        long cacheWriteTokens,
         bool usageReported,
         double costUsd,
         double latencyMs,

@@ -44,6 +44,7 @@ internal sealed class GatewayMetrics
     private static readonly long[] TokenBuckets = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
     private readonly Histogram<long> _tokens;
+    private readonly Counter<long> _tokenDetails;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _ttft;
     private readonly Histogram<double> _tpot;
@@ -69,6 +70,8 @@ internal sealed class GatewayMetrics
         var meter = meterFactory.Create(MeterName);
         _tokens = meter.CreateHistogram("gen_ai.client.token.usage", "{token}", "Tokens used per request, by token type.",
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
+        _tokenDetails = meter.CreateCounter<long>("modelgateway.tokens.detail", "{token}",
+            "Parts of input and output priced apart: prompt-cache reads and writes (part of input) and reasoning (part of output), by deployment and type.");
         _duration = meter.CreateHistogram("gen_ai.client.operation.duration", "s", "Duration of GenAI requests through the gateway.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _ttft = meter.CreateHistogram("gen_ai.server.time_to_first_token", "s", "Time from the attempt's start to the first streamed token.",
@@ -220,6 +223,14 @@ internal sealed class GatewayMetrics
             }
         }
 
+        if (_tokenDetails.Enabled)
+        {
+            // Kept apart from gen_ai.client.token.usage, whose input and output already include these parts.
+            RecordDetail(request.Usage.CacheRead, "cache_read", deployment);
+            RecordDetail(request.Usage.CacheWrite, "cache_write", deployment);
+            RecordDetail(request.Usage.Reasoning, "reasoning", deployment);
+        }
+
         if (request.FirstByteTimestamp != 0 && request.Info.Stream)
         {
             var ttft = request.TimeToFirstToken.TotalSeconds;
@@ -251,6 +262,14 @@ internal sealed class GatewayMetrics
         if (request.Continued)
         {
             _continuations.Add(1, new KeyValuePair<string, object?>("route", request.Route?.Name));
+        }
+    }
+
+    private void RecordDetail(long tokens, string type, Deployment deployment)
+    {
+        if (tokens > 0)
+        {
+            _tokenDetails.Add(tokens, new TagList { { "modelgateway.deployment", deployment.Name }, { "type", type } });
         }
     }
 

@@ -38,7 +38,14 @@ internal sealed record UsageRow(
     long OutputTokens,
     double CostUsd,
     double AverageLatencyMs,
-    double AverageTtftMs);
+    double AverageTtftMs)
+{
+    /// <summary>Input tokens written to a provider's prompt cache (part of <see cref="InputTokens"/>).</summary>
+    public long CacheWriteTokens { get; init; }
+
+    /// <summary>Output tokens spent on reasoning (part of <see cref="OutputTokens"/>).</summary>
+    public long ReasoningTokens { get; init; }
+}
 
 /// <summary>The dimensions one usage counter is kept under.</summary>
 internal readonly record struct UsageKey(int Day, string KeyId, string KeyName, string Team, string Model, string Deployment);
@@ -50,7 +57,9 @@ internal sealed class UsageTotals
     public long Errors;
     public long InputTokens;
     public long CachedTokens;
+    public long CacheWriteTokens;
     public long OutputTokens;
+    public long ReasoningTokens;
     public double CostUsd;
     public double LatencyMs;
     public double TtftMs;
@@ -68,7 +77,9 @@ internal sealed class UsageTotals
 
             InputTokens += request.Usage.Input;
             CachedTokens += request.Usage.CacheRead;
+            CacheWriteTokens += request.Usage.CacheWrite;
             OutputTokens += request.Usage.Output;
+            ReasoningTokens += request.Usage.Reasoning;
             CostUsd += request.Cost;
             LatencyMs += elapsed.TotalMilliseconds;
             if (request.TimeToFirstToken > TimeSpan.Zero)
@@ -155,7 +166,9 @@ internal static class UsageKeys
         sum.Errors += add.Errors;
         sum.InputTokens += add.InputTokens;
         sum.CachedTokens += add.CachedTokens;
+        sum.CacheWriteTokens += add.CacheWriteTokens;
         sum.OutputTokens += add.OutputTokens;
+        sum.ReasoningTokens += add.ReasoningTokens;
         sum.CostUsd += add.CostUsd;
         sum.LatencyMs += add.LatencyMs;
         sum.TtftMs += add.TtftMs;
@@ -169,7 +182,11 @@ internal static class UsageKeys
         {
             result.Add(new UsageRow(group, t.Requests, t.Errors, t.InputTokens, t.CachedTokens, t.OutputTokens, Math.Round(t.CostUsd, 8),
                 t.Requests == 0 ? 0 : Math.Round(t.LatencyMs / t.Requests, 2),
-                t.TtftSamples == 0 ? 0 : Math.Round(t.TtftMs / t.TtftSamples, 2)));
+                t.TtftSamples == 0 ? 0 : Math.Round(t.TtftMs / t.TtftSamples, 2))
+            {
+                CacheWriteTokens = t.CacheWriteTokens,
+                ReasoningTokens = t.ReasoningTokens,
+            });
         }
 
         result.Sort(static (a, b) => b.CostUsd.CompareTo(a.CostUsd) is var byCost and not 0 ? byCost : string.CompareOrdinal(a.Group, b.Group));

@@ -35,8 +35,10 @@ public sealed class AnthropicProviderTests : IAsyncLifetime
                 defaultMaxTokens: 1024
                 pricing: { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 }
               - { name: sonnet-new, provider: anthropic-new, model: claude-sonnet-4-5-new }
+              - { name: sonnet-catalog, provider: anthropic, model: claude-sonnet-4-5-20250929 }
             routes:
               - { name: claude, targets: [sonnet] }
+              - { name: claude-catalog, targets: [sonnet-catalog] }
               - { name: claude-new, targets: [sonnet-new] }
             """, new Dictionary<string, string?> { ["Admin:MasterKey"] = MasterKey });
     }
@@ -223,6 +225,22 @@ public sealed class AnthropicProviderTests : IAsyncLifetime
         Assert.Equal(2, row.GetProperty("requests").GetInt64());
         Assert.Equal(2 * 0.006975, row.GetProperty("cost_usd").GetDouble(), 9);
         Assert.Equal(4000, row.GetProperty("cached_tokens").GetInt64());
+    }
+
+    [Fact]
+    public async Task Cost_follows_the_model_catalog_for_cache_reads_and_writes()
+    {
+        Assert.True(ModelGateway.Catalog.KnownModels.Shipped.TryFind("claude-sonnet-4-5", out var known));
+        var price = known.Pricing!;
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "Cached.", PromptTokens = 1000, CachedTokens = 40000, CacheWriteTokens = 2000, CompletionTokens = 300 };
+
+        await Chat("claude-catalog").CompleteChatAsync([new UserChatMessage("Hi")]);
+
+        // Per million tokens: 1,000 uncached input, 40,000 read from the cache, 2,000 written to it, 300 output.
+        var expected = ((1000 * price.Input) + (40000 * price.CacheRead!.Value) + (2000 * price.CacheWrite!.Value) + (300 * price.Output!.Value)) / 1_000_000m;
+        var row = await UsageRowAsync("sonnet-catalog");
+        Assert.Equal((double)expected, row.GetProperty("cost_usd").GetDouble(), 9);
+        Assert.True(price.CacheRead < price.Input, "a cache read must cost less than plain input");
     }
 
     [Fact]

@@ -190,7 +190,7 @@ public sealed class RedisWriteSafetyTests : IAsyncLifetime
     public async Task A_usage_batch_sent_twice_is_counted_once()
     {
         var day = DateTimeOffset.UtcNow.ToString("yyyyMMdd", CultureInfo.InvariantCulture);
-        RedisValue[] Batch(long number) => ["replica-a", number, 1, day, "dims", 1, 0, 11, 0, 7, "0.007", 5, 0, 0];
+        RedisValue[] Batch(long number) => ["replica-a", number, 1, day, "dims", 1, 0, 11, 0, 7, "0.007", 5, 0, 0, 0, 0];
 
         Assert.Equal(1, (long)await Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, ["{mg:usage}"], Batch(1)));
         Assert.Equal(0, (long)await Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, ["{mg:usage}"], Batch(1)));

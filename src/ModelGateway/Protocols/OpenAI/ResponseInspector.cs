@@ -30,6 +30,61 @@ internal interface IContentSink
 /// </summary>
 internal static class ResponseInspector
 {
+    /// <summary>
+    /// The relay's per-chunk check on the pass-through path: most chunks of a stream only carry a
+    /// piece of text, and for those a few vectorised searches suffice (the quotes of a key cannot
+    /// occur unescaped inside a JSON string, so <c>"finish_reason":</c> found in the bytes is the key).
+    /// Chunks that end a choice, carry usage or an error are read in full with <see cref="TryInspect"/>.
+    /// False when the event is not a JSON object at all.
+    /// </summary>
+    public static bool TryScan(ReadOnlySpan<byte> json, out ResponseFacts facts)
+    {
+        var trimmed = json.Trim(" \t\r\n"u8);
+        if (trimmed.Length < 2 || trimmed[0] != (byte)'{' || trimmed[^1] != (byte)'}')
+        {
+            facts = default;
+            return false;
+        }
+
+        if (HasNonNull(trimmed, "\"finish_reason\":"u8) || HasNonNull(trimmed, "\"usage\":"u8) || trimmed.IndexOf("\"error\""u8) >= 0)
+        {
+            return TryInspect(json, out facts);
+        }
+
+        facts = default;
+        facts.ChoiceCount = 1;
+        var content = trimmed.IndexOf("\"content\":\""u8);
+        if (content >= 0)
+        {
+            // Only for an estimate when the upstream reports no usage: the text's escaped length is close enough.
+            var text = trimmed[(content + 11)..];
+            var end = text.IndexOf((byte)'"');
+            while (end > 0 && text[end - 1] == (byte)'\\')
+            {
+                var next = text[(end + 1)..].IndexOf((byte)'"');
+                end = next < 0 ? -1 : end + 1 + next;
+            }
+
+            facts.OutputTextBytes = end < 0 ? 0 : end;
+        }
+
+        facts.HasToolCalls = trimmed.IndexOf("\"tool_calls\""u8) >= 0;
+        return true;
+    }
+
+    // True when the key occurs and its value is not null.
+    private static bool HasNonNull(ReadOnlySpan<byte> json, ReadOnlySpan<byte> key)
+    {
+        var at = json.IndexOf(key);
+        if (at < 0)
+        {
+            return false;
+        }
+
+        var value = json[(at + key.Length)..].TrimStart(" \t\r\n"u8);
+        return !value.StartsWith("null"u8);
+    }
+
     public static bool TryInspect(ReadOnlySpan<byte> json, out ResponseFacts facts, IContentSink? sink = null)
     {
         facts = default;

@@ -51,7 +51,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         }
     }
 
-    private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples"];
+    private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples", "cache_write", "reasoning"];
 
     public ValueTask RecordAsync(GatewayRequest request, TimeSpan elapsed)
     {
@@ -281,6 +281,8 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         elapsed.TotalMilliseconds,
         request.TimeToFirstToken.TotalMilliseconds,
         request.TimeToFirstToken > TimeSpan.Zero ? 1 : 0,
+        request.Usage.CacheWrite,
+        request.Usage.Reasoning,
     ];
 
     private static void Set(UsageTotals totals, string metric, double value)
@@ -296,6 +298,8 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
             case "latency_ms": totals.LatencyMs += value; break;
             case "ttft_ms": totals.TtftMs += value; break;
             case "ttft_samples": totals.TtftSamples += (long)value; break;
+            case "cache_write": totals.CacheWriteTokens += (long)value; break;
+            case "reasoning": totals.ReasoningTokens += (long)value; break;
         }
     }
 
