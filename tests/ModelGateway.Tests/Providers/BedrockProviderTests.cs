@@ -68,12 +68,14 @@ public sealed class BedrockProviderTests : IAsyncLifetime
               - { name: llama, provider: aws, model: "{{Llama}}" }
               - { name: wrong-key, provider: aws-wrong, model: "{{Model}}" }
               - { name: by-arn, provider: aws, model: "{{ProfileArn}}" }
+              - { name: sonnet-catalog, provider: aws, model: "{{Model}}" }
             routes:
               - { name: claude, targets: [sonnet] }
               - { name: failover, strategy: priority, targets: [primary, backup] }
               - { name: llama, targets: [llama] }
               - { name: wrong-key, targets: [wrong-key] }
               - { name: by-arn, targets: [by-arn] }
+              - { name: claude-catalog, targets: [sonnet-catalog] }
             """, new Dictionary<string, string?> { ["Admin:MasterKey"] = MasterKey });
     }
 
@@ -291,6 +293,22 @@ public sealed class BedrockProviderTests : IAsyncLifetime
         Assert.Equal(2, row.GetProperty("requests").GetInt64());
         Assert.Equal(2 * 0.006975, row.GetProperty("cost_usd").GetDouble(), 9);
         Assert.Equal(4000, row.GetProperty("cached_tokens").GetInt64());
+    }
+
+    [Fact]
+    public async Task Cost_of_an_inference_profile_follows_the_model_catalog_for_cache_reads_and_writes()
+    {
+        Assert.True(ModelGateway.Catalog.KnownModels.Shipped.TryFind(Model, out var known));
+        var price = known.Pricing!;
+        _upstream.DefaultBehavior = new UpstreamBehavior { Content = "Cached.", PromptTokens = 1000, CachedTokens = 40000, CacheWriteTokens = 2000, CompletionTokens = 300 };
+
+        await Chat("claude-catalog").CompleteChatAsync([new UserChatMessage("Hi")]);
+
+        // Per million tokens: 1,000 uncached input, 40,000 read from the cache, 2,000 written to it, 300 output.
+        var expected = ((1000 * price.Input) + (40000 * price.CacheRead!.Value) + (2000 * price.CacheWrite!.Value) + (300 * price.Output!.Value)) / 1_000_000m;
+        var row = await UsageRowAsync("sonnet-catalog");
+        Assert.Equal((double)expected, row.GetProperty("cost_usd").GetDouble(), 9);
+        Assert.True(price.CacheRead < price.Input && price.CacheWrite > price.Input);
     }
 
     [Fact]
