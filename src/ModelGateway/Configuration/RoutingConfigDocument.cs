@@ -68,6 +68,21 @@ public sealed class ProviderDocument
 
     /// <summary>vertex-ai: <c>google</c> or <c>anthropic</c> for every deployment; by default from the model id (<c>claude*</c> is Anthropic's).</summary>
     public string? Publisher { get; set; }
+
+    // Bedrock: AWS credentials (env:NAME or file:/path secrets) or a shared-config profile; neither means
+    // the SDK's default chain. `region` above is the region requests are signed for.
+
+    /// <summary>Bedrock: the access key id of a key pair (with <see cref="SecretAccessKey"/>).</summary>
+    public string? AccessKeyId { get; set; }
+
+    /// <summary>Bedrock: the secret access key of a key pair.</summary>
+    public string? SecretAccessKey { get; set; }
+
+    /// <summary>Bedrock: the session token of temporary credentials, with the key pair.</summary>
+    public string? SessionToken { get; set; }
+
+    /// <summary>Bedrock: a profile of the shared AWS config and credentials files.</summary>
+    public string? Profile { get; set; }
 }
 
 /// <summary>One model on one provider, with its price, size and abilities.</summary>

@@ -10,4 +10,5 @@ internal static class ProviderKinds
     public const string Simulated = "simulated";
     public const string Gemini = "gemini";
     public const string VertexAI = "vertex-ai";
+    public const string Bedrock = "bedrock";
 }

@@ -473,6 +473,11 @@ internal sealed partial class FailoverExecutor
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ClientError,
                 ApiError.BadRequest(ex.Message, ex.Code, "messages"), "media URL: " + ex.Reason, startedAt: started));
         }
+        catch (UpstreamErrorException ex)
+        {
+            // The adapter refused before sending (a client URL it may not fetch, a credential it could not get).
+            return Outcome.FromResult(AttemptOutcome.FromUpstream(deployment, ex.Error, started));
+        }
         catch (InvalidDataException ex)
         {
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.BadResponse,
