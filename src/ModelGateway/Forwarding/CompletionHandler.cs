@@ -32,7 +32,8 @@ internal sealed partial class CompletionHandler(
     GracefulDrain drain,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
-    ILogger<CompletionHandler> logger)
+    ILogger<CompletionHandler> logger,
+    Caching.ResponseCache cache)
 {
     private static readonly string[] SmallNumbers = Enumerable.Range(0, 32).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
 
@@ -50,6 +51,16 @@ internal sealed partial class CompletionHandler(
             {
                 await FailAsync(request, error).ConfigureAwait(false);
                 return;
+            }
+
+            // Caching: after admission, so a hit still counts against the key's RPM (its tokens are settled to zero).
+            if (request.Route!.Cache is not null && cache.Plan(request) is { } plan)
+            {
+                request.CachePlan = plan;
+                if (await cache.TryServeAsync(request, plan, context.RequestAborted).ConfigureAwait(false))
+                {
+                    return;
+                }
             }
 
             await ServeAsync(request).ConfigureAwait(false);
@@ -183,6 +194,13 @@ internal sealed partial class CompletionHandler(
                 WriteRoutingHeaders(context.Response, request, deployment, outcome);
             }
 
+            Canonical.ChatResponse? cacheable = null;
+            if (request.CachePlan is { } plan)
+            {
+                Caching.ResponseCache.BeginCapture(request, plan);
+                cacheable = cache.StorableWhole(request, plan, outcome);
+            }
+
             try
             {
                 if (outcome.IsStream)
@@ -212,6 +230,11 @@ internal sealed partial class CompletionHandler(
             if (!request.StreamCompleted)
             {
                 request.ErrorCode ??= "stream_interrupted";
+            }
+
+            if (request.CachePlan is { } stored)
+            {
+                await cache.StoreAsync(request, stored, cacheable).ConfigureAwait(false);
             }
 
             RecordLatency(request, outcome);

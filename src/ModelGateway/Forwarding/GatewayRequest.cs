@@ -87,6 +87,9 @@ internal sealed class GatewayRequest : IDisposable
     /// <summary>The answer's text, kept only when <c>Observability:CaptureContent</c> is on, for traces.</summary>
     public string? CapturedOutput { get; set; }
 
+    /// <summary>Caching: the response cache's plan for this request; null when its route has no cache.</summary>
+    public Caching.CachePlan? CachePlan { get; set; }
+
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;
