@@ -47,6 +47,9 @@ internal static class CacheKey
     /// <summary>The tag every entry of an owner carries (<c>key:ID</c>, <c>team:NAME</c>, <c>global</c>).</summary>
     public static string OwnerTag(string owner) => "owner:" + owner;
 
+    /// <summary>The tag of one owner's entries on one route.</summary>
+    public static string RouteOwnerTag(string route, string owner) => "route:" + route + "|owner:" + owner;
+
     // Properties in a fixed order; nulls written as null so that absent and present never collide.
     private static void Write(Utf8JsonWriter json, ChatRequest request)
     {

@@ -33,6 +33,9 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
     /// <summary>hit, miss, bypass or stored: the <c>x-modelgateway-cache</c> header and the metric's label.</summary>
     public string Status { get; set; } = "miss";
 
+    /// <summary>Set while this request is the one upstream call identical requests in flight wait for.</summary>
+    public ResponseCache.Flight? Leading { get; set; }
+
     /// <summary>The copy of a streamed answer being relayed, when it may be stored.</summary>
     public CapturingBody? Capture { get; set; }
 
@@ -59,6 +62,13 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
     private static readonly HybridCacheEntryOptions ReadOnly = new() { Flags = HybridCacheEntryFlags.DisableUnderlyingData | HybridCacheEntryFlags.DisableLocalCacheWrite };
 
     private readonly CacheMetrics _metrics = new(meterFactory);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Flight> _flights = new(StringComparer.Ordinal);
+
+    /// <summary>One upstream call that identical requests arriving while it runs wait for, in this process.</summary>
+    internal sealed class Flight
+    {
+        public TaskCompletionSource<CachedAnswer?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     /// <summary>The plan for a request whose route has a cache; null when the cache does not apply at all.</summary>
     public CachePlan? Plan(GatewayRequest request)
@@ -152,8 +162,31 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
 
         if (bytes is null || CachedAnswer.Deserialize(bytes) is not { } answer)
         {
-            _metrics.Count(request.Route!.Name, plan.Status);
-            return false;
+            if (!plan.Store)
+            {
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            // Coalescing: the first miss calls upstream; identical requests arriving meanwhile wait for its answer.
+            var mine = new Flight();
+            var flight = _flights.GetOrAdd(plan.Key, mine);
+            if (ReferenceEquals(flight, mine))
+            {
+                plan.Leading = mine;
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            answer = await FollowAsync(request, flight, cancellationToken).ConfigureAwait(false);
+            if (answer is null)
+            {
+                // The call we waited for failed: this request makes its own.
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            _metrics.Count(request.Route!.Name, "coalesced");
         }
 
         plan.Status = "hit";
@@ -164,15 +197,67 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         return true;
     }
 
+    // Waits for the leader's answer; a streamed request keeps its connection alive meanwhile.
+    private async Task<CachedAnswer?> FollowAsync(GatewayRequest request, Flight flight, CancellationToken cancellationToken)
+    {
+        var route = request.Route!;
+        var interval = route.Resilience.KeepAliveInterval;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(route.Resilience.TotalTimeout);
+        try
+        {
+            while (true)
+            {
+                if (!request.Info.Stream || interval <= TimeSpan.Zero)
+                {
+                    return await flight.Done.Task.WaitAsync(deadline.Token).ConfigureAwait(false);
+                }
+
+                try
+                {
+                    return await flight.Done.Task.WaitAsync(interval, timeProvider, deadline.Token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    var response = request.HttpContext.Response;
+                    ResponseRelay.StartEventStream(response);
+                    response.BodyWriter.Write(": keep-alive\n\n"u8);
+                    await response.BodyWriter.FlushAsync(deadline.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Ends the call this request led, if it did: requests waiting on it without an answer make their own.</summary>
+    public void EndFlight(CachePlan plan, CachedAnswer? answer = null)
+    {
+        if (plan.Leading is not { } flight)
+        {
+            return;
+        }
+
+        plan.Leading = null;
+        flight.Done.TrySetResult(answer);
+        _flights.TryRemove(new KeyValuePair<string, Flight>(plan.Key, flight));
+    }
+
     private async Task ReplayAsync(GatewayRequest request, CachedAnswer answer, CancellationToken cancellationToken)
     {
         var response = request.HttpContext.Response;
         var now = timeProvider.GetUtcNow();
         var age = Math.Max(0, (now.ToUnixTimeMilliseconds() - answer.StoredAt) / 1000);
-        response.Headers[StatusHeader] = "hit";
-        response.Headers[HeaderNames.Age] = age.ToString(CultureInfo.InvariantCulture);
-        response.Headers["x-modelgateway-route"] = request.Route!.Name;
-        var model = answer.Model ?? request.Route.Name;
+        if (!response.HasStarted)
+        {
+            response.Headers[StatusHeader] = "hit";
+            response.Headers[HeaderNames.Age] = age.ToString(CultureInfo.InvariantCulture);
+            response.Headers["x-modelgateway-route"] = request.Route!.Name;
+        }
+
+        var model = answer.Model ?? request.Route!.Name;
         var created = now.ToUnixTimeSeconds();
         var canonical = answer.ToResponse(id: null!);
         request.StatusCode = StatusCodes.Status200OK;
@@ -306,7 +391,7 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
             answer = await DecodeAsync(request, deployment, capture.Captured).ConfigureAwait(false);
         }
 
-        if (answer is null || !Storable(answer.Finish, plan))
+        if (answer is null)
         {
             return;
         }
@@ -314,6 +399,15 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         // What the answer cost is what each hit saves (the handler prices the request itself later).
         var cost = deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(request.Usage);
         var entry = CachedAnswer.From(answer, request.Usage, cost, deployment.Name, timeProvider.GetUtcNow().ToUnixTimeMilliseconds());
+
+        // Identical requests waiting on this call get its answer even when it is not stored (cut by length):
+        // it is the answer each of them would have been given.
+        EndFlight(plan, entry);
+        if (!Storable(answer.Finish, plan))
+        {
+            return;
+        }
+
         var bytes = entry.Serialize();
         if (bytes.Length > plan.Settings.MaxEntryBytes)
         {
@@ -323,7 +417,7 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         try
         {
             var entryOptions = new HybridCacheEntryOptions { Expiration = plan.Ttl, LocalCacheExpiration = plan.Ttl };
-            await cache.SetAsync(plan.Key, bytes, entryOptions, [CacheKey.RouteTag(request.Route!.Name), CacheKey.OwnerTag(plan.Owner)], CancellationToken.None).ConfigureAwait(false);
+            await cache.SetAsync(plan.Key, bytes, entryOptions, [CacheKey.RouteTag(request.Route!.Name), CacheKey.OwnerTag(plan.Owner), CacheKey.RouteOwnerTag(request.Route!.Name, plan.Owner)], CancellationToken.None).ConfigureAwait(false);
             _metrics.Stored(request.Route!.Name);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -382,19 +476,36 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
             return cache.RemoveByTagAsync("*", cancellationToken);
         }
 
-        var tags = new List<string>(2);
-        if (route is not null)
-        {
-            tags.Add(CacheKey.RouteTag(route));
-        }
-
-        if (owner is not null)
-        {
-            tags.Add(CacheKey.OwnerTag(owner));
-        }
-
-        return cache.RemoveByTagAsync(tags, cancellationToken);
+        // Tags are removed as a union: a route and an owner together have a tag of their own.
+        var tag = route is null ? CacheKey.OwnerTag(owner!) : owner is null ? CacheKey.RouteTag(route) : CacheKey.RouteOwnerTag(route, owner);
+        return cache.RemoveByTagAsync(tag, cancellationToken);
     }
+
+    /// <summary>
+    /// <c>DELETE /admin/cache?route=R&amp;key=ID&amp;team=T</c>: purges the entries of a route, of a key
+    /// (key-scoped routes) or a team (team-scoped routes), of both at once, or all of them.
+    /// </summary>
+    public async Task PurgeEndpointAsync(HttpContext context)
+    {
+        var query = context.Request.Query;
+        string? route = query["route"] is { Count: > 0 } r && !string.IsNullOrEmpty(r) ? r.ToString() : null;
+        string? owner = query["key"] is { Count: > 0 } k && !string.IsNullOrEmpty(k) ? "key:" + k
+            : query["team"] is { Count: > 0 } t && !string.IsNullOrEmpty(t) ? "team:" + t
+            : query["scope"] == "global" ? "global" : null;
+        await PurgeAsync(route, owner, context.RequestAborted).ConfigureAwait(false);
+        LogPurged(logger, route ?? "*", owner ?? "*");
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await using var json = new System.Text.Json.Utf8JsonWriter(context.Response.Body);
+        json.WriteStartObject();
+        json.WriteBoolean("purged"u8, true);
+        json.WriteString("route"u8, route);
+        json.WriteString("owner"u8, owner);
+        json.WriteEndObject();
+    }
+
+    [LoggerMessage(EventId = 2603, Level = LogLevel.Information, Message = "Response cache purged: route {Route}, owner {Owner}")]
+    private static partial void LogPurged(ILogger logger, string route, string owner);
 
     [LoggerMessage(EventId = 2601, Level = LogLevel.Warning, Message = "Request {RequestId}: the response cache could not be read; treated as a miss")]
     private static partial void LogReadFailed(ILogger logger, string requestId, Exception exception);

@@ -61,6 +61,18 @@ internal sealed partial class CompletionHandler(
                 {
                     return;
                 }
+
+                try
+                {
+                    await ServeAsync(request).ConfigureAwait(false);
+                }
+                finally
+                {
+                    // Requests waiting on this one's upstream call are released even when it failed.
+                    cache.EndFlight(plan);
+                }
+
+                return;
             }
 
             await ServeAsync(request).ConfigureAwait(false);

@@ -51,11 +51,13 @@ public sealed class ResponseCacheTests : IAsyncLifetime
           - { name: gpt, provider: openai, model: gpt-4o, pricing: { input: 2.5, output: 10 } }
           - { name: gpt-other, provider: openai, model: gpt-4o-other }
           - { name: flaky, provider: openai, model: flaky-model }
+          - { name: slow, provider: openai, model: slow-model }
           - { name: claude, provider: anthropic, model: claude-sonnet-4-5 }
         routes:
           - { name: cached-gpt, targets: {{gptTargets}}, cache: { ttl: {{ttl}} } }
           - { name: cached-claude, targets: [claude], cache: { ttl: {{ttl}}, scope: global } }
           - { name: cached-flaky, targets: [flaky], cache: { ttl: {{ttl}} } }
+          - { name: cached-slow, targets: [slow], cache: { ttl: {{ttl}}, scope: global } }
           - { name: plain, targets: [gpt] }
         """;
 
@@ -314,6 +316,94 @@ public sealed class ResponseCacheTests : IAsyncLifetime
         Assert.Contains(result.Errors, e => e.Path == "routes[1].cache.ttl");
         Assert.Contains(result.Errors, e => e.Path == "routes[1].cache.scope");
         Assert.Contains(result.Errors, e => e.Path == "routes[1].cache.maxEntryBytes");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Identical_requests_in_flight_together_share_one_upstream_call_and_all_get_the_whole_answer(bool stream)
+    {
+        var prompt = Prompt();
+
+        // The upstream answers slowly, so every request arrives while the first one's call is still out.
+        _upstream.SetBehaviorForModel("slow-model", new UpstreamBehavior { Content = Answer, ChunkCount = 5, HeaderDelay = TimeSpan.FromSeconds(3) });
+        var before = _upstream.RequestCount;
+        var keys = new[] { _keyA, _keyB, _keyA, _keyB };
+
+        var answers = await Task.WhenAll(keys.Select(key => RawChatAsync(key, "cached-slow", prompt, stream)));
+
+        Assert.Equal(before + 1, _upstream.RequestCount);
+        foreach (var (response, body) in answers)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            if (stream)
+            {
+                Assert.Equal(Answer, StreamedText(body));
+                Assert.EndsWith("data: [DONE]\n\n", body, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.Equal(Answer, JsonDocument.Parse(body).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+            }
+
+            response.Dispose();
+        }
+
+        _upstream.ClearBehaviorForModel("slow-model");
+    }
+
+    [Fact]
+    public async Task An_admin_purge_of_a_route_or_a_key_drops_exactly_those_entries()
+    {
+        var prompt = Prompt();
+        await RawChatAsync(_keyA, "cached-gpt", prompt);
+        await RawChatAsync(_keyB, "cached-gpt", prompt);
+        var keyAId = await KeyIdAsync(_keyA);
+        var before = _upstream.RequestCount;
+
+        using (var purge = await AdminDeleteAsync($"admin/cache?route=cached-gpt&key={keyAId}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, purge.StatusCode);
+        }
+
+        var (a, _) = await RawChatAsync(_keyA, "cached-gpt", prompt);
+        var (b, _) = await RawChatAsync(_keyB, "cached-gpt", prompt);
+        using (var purgeRoute = await AdminDeleteAsync("admin/cache?route=cached-gpt"))
+        {
+            Assert.Equal(HttpStatusCode.OK, purgeRoute.StatusCode);
+        }
+
+        var (bAfterRoutePurge, _) = await RawChatAsync(_keyB, "cached-gpt", prompt);
+
+        Assert.Equal("stored", CacheHeader(a));
+        Assert.Equal("hit", CacheHeader(b));
+        Assert.Equal("stored", CacheHeader(bAfterRoutePurge));
+        Assert.Equal(before + 2, _upstream.RequestCount);
+    }
+
+    private async Task<HttpResponseMessage> AdminDeleteAsync(string path)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Delete, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", MasterKey);
+        return await _gateway.Http.SendAsync(request);
+    }
+
+    private async Task<string> KeyIdAsync(string secret)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "admin/keys");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", MasterKey);
+        using var response = await _gateway.Http.SendAsync(request);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        var name = secret == _keyA ? "cache-a" : "cache-b";
+        foreach (var key in body.GetProperty("data").EnumerateArray())
+        {
+            if (key.GetProperty("name").GetString() == name)
+            {
+                return key.GetProperty("id").GetString()!;
+            }
+        }
+
+        throw new InvalidOperationException("no key named " + name);
     }
 
     private static string StreamedText(string sse)
