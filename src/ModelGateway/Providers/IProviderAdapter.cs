@@ -48,6 +48,14 @@ internal interface IProviderAdapter
     /// By default one token of chat (or a completion, or an embedding), sent and classified like any attempt.
     /// </summary>
     ProbeRequest Probe(Deployment deployment) => ProbeRequest.For(deployment);
+
+    /// <summary>
+    /// Translated embeddings (an OpenAI embeddings client on a provider with its own embeddings wire): the
+    /// whole body, or the error it carries. Asked only of kinds that translate embeddings, which then also
+    /// write their own request for them in <see cref="SendAsync"/> (<see cref="GatewayRequest.Embeddings"/>).
+    /// </summary>
+    EmbeddingResponse ParseEmbeddings(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
+        => throw new NotSupportedException("This provider kind does not translate embeddings.");
 }
 
 /// <summary>
