@@ -15,6 +15,7 @@ using ModelGateway.Providers;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
 using ModelGateway.State;
+using ModelGateway.Caching;
 using ModelGateway.State.Redis;
 using ModelGateway.Wire;
 using Serilog;
@@ -169,6 +170,9 @@ public static class GatewayApplication
 
         // Resilience: deployments whose circuit is open are probed back into service.
         services.AddHostedService<HealthProber>();
+
+        // Caching: the per-route response cache.
+        services.AddResponseCaching(configuration);
     }
 
     // Metrics for Prometheus always; traces and OTLP export only when an OTLP endpoint is configured,

@@ -31,6 +31,9 @@ internal static class AdminEndpoints
         admin.MapPatch("/keys/{id}", static (HttpContext context, string id, KeyAdministration keys) => keys.UpdateAsync(context, id));
         admin.MapDelete("/keys/{id}", static (HttpContext context, string id, KeyAdministration keys) => keys.RevokeAsync(context, id));
         admin.MapGet("/usage", static (HttpContext context, UsageReports usage) => usage.WriteAsync(context, ownKeyOnly: false));
+
+        // Caching: purge the response cache by route, key, team, or everything.
+        admin.MapDelete("/cache", static (HttpContext context, Caching.ResponseCache cache) => cache.PurgeEndpointAsync(context));
         return endpoints;
     }
 

@@ -275,6 +275,9 @@ internal sealed class ModelRoute
 
         return Resilience.Retries;
     }
+
+    /// <summary>Caching: the route's response cache; null when it is off.</summary>
+    public Caching.CacheSettings? Cache { get; set; }
 }
 
 /// <summary>Compiled failover, retry, hedging and timeout settings of a route.</summary>

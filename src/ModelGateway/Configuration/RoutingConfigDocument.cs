@@ -148,6 +148,9 @@ public sealed class RouteDocument
     public int? ExpectedOutputTokens { get; set; }
     public ConstraintsDocument? Constraints { get; set; }
     public ResilienceDocument? Resilience { get; set; }
+
+    // Caching: the route's response cache (off when absent).
+    public CacheDocument? Cache { get; set; }
 }
 
 /// <summary>A route target: a deployment name, optionally with a weight.</summary>
@@ -286,3 +289,13 @@ public sealed class ProbeDocument
 [JsonSerializable(typeof(RoutingConfigDocument))]
 [JsonSerializable(typeof(List<string>))]
 internal sealed partial class RoutingConfigJsonContext : JsonSerializerContext;
+
+/// <summary>Caching: a route's exact response cache.</summary>
+public sealed class CacheDocument
+{
+    public bool? Enabled { get; set; }
+    public string? Ttl { get; set; }
+    public string? Scope { get; set; }
+    public int? MaxEntryBytes { get; set; }
+    public bool? CacheLength { get; set; }
+}

@@ -32,7 +32,8 @@ internal sealed partial class CompletionHandler(
     GracefulDrain drain,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
-    ILogger<CompletionHandler> logger)
+    ILogger<CompletionHandler> logger,
+    Caching.ResponseCache cache)
 {
     private static readonly string[] SmallNumbers = Enumerable.Range(0, 32).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
 
@@ -49,6 +50,28 @@ internal sealed partial class CompletionHandler(
             if (error is not null)
             {
                 await FailAsync(request, error).ConfigureAwait(false);
+                return;
+            }
+
+            // Caching: after admission, so a hit still counts against the key's RPM (its tokens are settled to zero).
+            if (request.Route!.Cache is not null && cache.Plan(request) is { } plan)
+            {
+                request.CachePlan = plan;
+                if (await cache.TryServeAsync(request, plan, context.RequestAborted).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                try
+                {
+                    await ServeAsync(request).ConfigureAwait(false);
+                }
+                finally
+                {
+                    // Requests waiting on this one's upstream call are released even when it failed.
+                    cache.EndFlight(plan);
+                }
+
                 return;
             }
 
@@ -189,6 +212,13 @@ internal sealed partial class CompletionHandler(
                 WriteRoutingHeaders(context.Response, request, deployment, outcome);
             }
 
+            Canonical.ChatResponse? cacheable = null;
+            if (request.CachePlan is { } plan)
+            {
+                Caching.ResponseCache.BeginCapture(request, plan);
+                cacheable = cache.StorableWhole(request, plan, outcome);
+            }
+
             try
             {
                 if (outcome.IsStream)
@@ -218,6 +248,11 @@ internal sealed partial class CompletionHandler(
             if (!request.StreamCompleted)
             {
                 request.ErrorCode ??= "stream_interrupted";
+            }
+
+            if (request.CachePlan is { } stored)
+            {
+                await cache.StoreAsync(request, stored, cacheable).ConfigureAwait(false);
             }
 
             RecordLatency(request, outcome);

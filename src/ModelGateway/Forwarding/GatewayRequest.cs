@@ -101,6 +101,9 @@ internal sealed class GatewayRequest : IDisposable
     /// </summary>
     public string? PinnedDeployment { get; set; }
 
+    /// <summary>Caching: the response cache's plan for this request; null when its route has no cache.</summary>
+    public Caching.CachePlan? CachePlan { get; set; }
+
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;

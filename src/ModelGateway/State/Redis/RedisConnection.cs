@@ -53,6 +53,9 @@ internal sealed partial class RedisConnection : IHostedService, IAsyncDisposable
 
     public ISubscriber Subscriber => _multiplexer!.GetSubscriber();
 
+    /// <summary>Caching: the connection itself, shared with the response cache's Redis level; null before start.</summary>
+    public IConnectionMultiplexer? Multiplexer => _multiplexer;
+
     public StateMetrics Metrics { get; }
 
     public TimeProvider TimeProvider => _timeProvider;

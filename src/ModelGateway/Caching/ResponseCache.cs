@@ -1,0 +1,564 @@
+using System.Buffers;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Caching.Hybrid;
+using Microsoft.Net.Http.Headers;
+using ModelGateway.Canonical;
+using ModelGateway.Configuration;
+using ModelGateway.Forwarding;
+using ModelGateway.Observability;
+using ModelGateway.Providers;
+using ModelGateway.Providers.Anthropic;
+using ModelGateway.Providers.OpenAI;
+using ModelGateway.Resilience;
+using ModelGateway.Wire;
+
+namespace ModelGateway.Caching;
+
+/// <summary>The cache's verdict for one request, and what a hit saved.</summary>
+internal sealed class CachePlan(CacheSettings settings, string key, string owner, bool lookup, bool store, TimeSpan ttl)
+{
+    public CacheSettings Settings { get; } = settings;
+    public string Key { get; } = key;
+    public string Owner { get; } = owner;
+
+    /// <summary>False under <c>Cache-Control: no-cache</c>: the answer is fetched fresh (and still stored).</summary>
+    public bool Lookup { get; } = lookup;
+
+    /// <summary>False under <c>no-store</c> or a TTL header of 0.</summary>
+    public bool Store { get; } = store;
+    public TimeSpan Ttl { get; } = ttl;
+
+    /// <summary>hit, miss, bypass or stored: the <c>x-modelgateway-cache</c> header and the metric's label.</summary>
+    public string Status { get; set; } = "miss";
+
+    /// <summary>Set while this request is the one upstream call identical requests in flight wait for.</summary>
+    public ResponseCache.Flight? Leading { get; set; }
+
+    /// <summary>The copy of a streamed answer being relayed, when it may be stored.</summary>
+    public CapturingBody? Capture { get; set; }
+
+    /// <summary>On a hit: the provider tokens and money the stored answer cost, which this request did not spend.</summary>
+    public TokenUsage SavedUsage;
+    public double SavedCost { get; set; }
+}
+
+/// <summary>
+/// The exact response cache: decides per request whether the route's cache applies, serves hits in the
+/// client's own API from the canonical answer (whatever API filled it), and stores the canonical answer
+/// of a complete, successful attempt. Backed by <see cref="HybridCache"/>: in-process, with Redis as the
+/// second level when state is in Redis, so replicas share entries. Routes without a <c>cache</c> block
+/// never reach it past one null check.
+/// </summary>
+internal sealed partial class ResponseCache(HybridCache cache, TimeProvider timeProvider, GatewayOptions options, IMeterFactory meterFactory, ILogger<ResponseCache> logger)
+{
+    /// <summary>The response header with the cache's verdict.</summary>
+    public const string StatusHeader = "x-modelgateway-cache";
+
+    /// <summary>Request header: store this answer for at most this many seconds (0: do not store).</summary>
+    public const string TtlHeader = "x-modelgateway-cache-ttl";
+
+    private static readonly HybridCacheEntryOptions ReadOnly = new() { Flags = HybridCacheEntryFlags.DisableUnderlyingData | HybridCacheEntryFlags.DisableLocalCacheWrite };
+
+    private readonly CacheMetrics _metrics = new(meterFactory);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Flight> _flights = new(StringComparer.Ordinal);
+
+    /// <summary>One upstream call that identical requests arriving while it runs wait for, in this process.</summary>
+    internal sealed class Flight
+    {
+        public TaskCompletionSource<CachedAnswer?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>The plan for a request whose route has a cache; null when the cache does not apply at all.</summary>
+    public CachePlan? Plan(GatewayRequest request)
+    {
+        if (request.Route?.Cache is not { } settings)
+        {
+            return null;
+        }
+
+        var headers = request.HttpContext.Request.Headers;
+        var lookup = true;
+        var store = true;
+        var ttl = settings.Ttl;
+        foreach (var value in headers.CacheControl)
+        {
+            if (value is null)
+            {
+                continue;
+            }
+
+            if (value.Contains("no-store", StringComparison.OrdinalIgnoreCase))
+            {
+                lookup = false;
+                store = false;
+            }
+            else if (value.Contains("no-cache", StringComparison.OrdinalIgnoreCase))
+            {
+                lookup = false;
+            }
+        }
+
+        if (headers.TryGetValue(TtlHeader, out var ttlHeader)
+            && int.TryParse(ttlHeader.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        {
+            // The header can shorten the route's TTL, never lengthen it.
+            ttl = TimeSpan.FromSeconds(Math.Min(seconds, settings.Ttl.TotalSeconds));
+            store &= seconds > 0;
+        }
+
+        var cacheable = request.Operation == Operation.ChatCompletions
+            && request.Protocol.Wire is WireFormat.OpenAIChat or WireFormat.AnthropicMessages
+            && request.Info.N <= 1;
+        if (!cacheable || (!lookup && !store) || !TryKey(request, settings, out var key, out var owner))
+        {
+            var bypass = new CachePlan(settings, string.Empty, string.Empty, false, false, ttl) { Status = "bypass" };
+            request.HttpContext.Response.Headers[StatusHeader] = bypass.Status;
+            return bypass;
+        }
+
+        var plan = new CachePlan(settings, key, owner, lookup, store, ttl) { Status = lookup ? "miss" : "bypass" };
+        request.HttpContext.Response.Headers[StatusHeader] = plan.Status;
+        return plan;
+    }
+
+    private static bool TryKey(GatewayRequest request, CacheSettings settings, out string key, out string owner)
+    {
+        owner = CacheKey.ScopeOwner(settings.Scope, request.Caller);
+        try
+        {
+            key = CacheKey.For(request.Route!.Name, settings, owner, request.Canonical);
+            return true;
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            // A request the canonical form cannot carry is served, just not cached.
+            key = string.Empty;
+            return false;
+        }
+    }
+
+    /// <summary>Serves the request from the cache if an entry exists; false on a miss.</summary>
+    public async ValueTask<bool> TryServeAsync(GatewayRequest request, CachePlan plan, CancellationToken cancellationToken)
+    {
+        if (!plan.Lookup)
+        {
+            _metrics.Count(request.Route!.Name, plan.Status);
+            return false;
+        }
+
+        byte[]? bytes;
+        try
+        {
+            bytes = await cache.GetOrCreateAsync<byte[]?>(plan.Key, static _ => ValueTask.FromResult<byte[]?>(null), ReadOnly, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A cache that cannot be read is a miss: the model still answers.
+            LogReadFailed(logger, request.RequestId, ex);
+            bytes = null;
+        }
+
+        if (bytes is null || CachedAnswer.Deserialize(bytes) is not { } answer)
+        {
+            if (!plan.Store)
+            {
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            // Coalescing: the first miss calls upstream; identical requests arriving meanwhile wait for its answer.
+            var mine = new Flight();
+            var flight = _flights.GetOrAdd(plan.Key, mine);
+            if (ReferenceEquals(flight, mine))
+            {
+                plan.Leading = mine;
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            answer = await FollowAsync(request, flight, cancellationToken).ConfigureAwait(false);
+            if (answer is null)
+            {
+                // The call we waited for failed: this request makes its own.
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            _metrics.Count(request.Route!.Name, "coalesced");
+        }
+
+        plan.Status = "hit";
+        plan.SavedUsage = answer.Usage;
+        plan.SavedCost = answer.Cost;
+        _metrics.Hit(request.Route!.Name, answer.Usage, answer.Cost);
+        await ReplayAsync(request, answer, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    // Waits for the leader's answer; a streamed request keeps its connection alive meanwhile.
+    private async Task<CachedAnswer?> FollowAsync(GatewayRequest request, Flight flight, CancellationToken cancellationToken)
+    {
+        var route = request.Route!;
+        var interval = route.Resilience.KeepAliveInterval;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(route.Resilience.TotalTimeout);
+        try
+        {
+            while (true)
+            {
+                if (!request.Info.Stream || interval <= TimeSpan.Zero)
+                {
+                    return await flight.Done.Task.WaitAsync(deadline.Token).ConfigureAwait(false);
+                }
+
+                try
+                {
+                    return await flight.Done.Task.WaitAsync(interval, timeProvider, deadline.Token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    var response = request.HttpContext.Response;
+                    ResponseRelay.StartEventStream(response);
+                    response.BodyWriter.Write(": keep-alive\n\n"u8);
+                    await response.BodyWriter.FlushAsync(deadline.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Ends the call this request led, if it did: requests waiting on it without an answer make their own.</summary>
+    public void EndFlight(CachePlan plan, CachedAnswer? answer = null)
+    {
+        if (plan.Leading is not { } flight)
+        {
+            return;
+        }
+
+        plan.Leading = null;
+        flight.Done.TrySetResult(answer);
+        _flights.TryRemove(new KeyValuePair<string, Flight>(plan.Key, flight));
+    }
+
+    private async Task ReplayAsync(GatewayRequest request, CachedAnswer answer, CancellationToken cancellationToken)
+    {
+        var response = request.HttpContext.Response;
+        var now = timeProvider.GetUtcNow();
+        var age = Math.Max(0, (now.ToUnixTimeMilliseconds() - answer.StoredAt) / 1000);
+        if (!response.HasStarted)
+        {
+            response.Headers[StatusHeader] = "hit";
+            response.Headers[HeaderNames.Age] = age.ToString(CultureInfo.InvariantCulture);
+            response.Headers["x-modelgateway-route"] = request.Route!.Name;
+        }
+
+        var model = answer.Model ?? request.Route!.Name;
+        var created = now.ToUnixTimeSeconds();
+        var canonical = answer.ToResponse(id: null!);
+        request.StatusCode = StatusCodes.Status200OK;
+        request.FinishReason = answer.Finish;
+        if (!request.Info.Stream)
+        {
+            var body = new ArrayBufferWriter<byte>(1024);
+            request.Protocol.WriteResponse(request, canonical, model, created, body);
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/json";
+            response.ContentLength = body.WrittenCount;
+            await response.Body.WriteAsync(body.WrittenMemory, cancellationToken).ConfigureAwait(false);
+            request.StreamCompleted = true;
+            return;
+        }
+
+        ResponseRelay.StartEventStream(response);
+        var writer = response.BodyWriter;
+        var encoder = request.Protocol.CreateEncoder(request, model, created);
+        foreach (var e in canonical.ToEvents())
+        {
+            if (e.Kind == StreamEventKind.TextDelta)
+            {
+                // A few chunks, as a model's stream would have: clients that render deltas see it arrive.
+                foreach (var piece in Pieces(canonical.Text))
+                {
+                    encoder.Write(StreamEvent.Text(piece), writer);
+                }
+
+                continue;
+            }
+
+            encoder.Write(e, writer);
+        }
+
+        encoder.Complete(writer);
+        await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        request.StreamCompleted = true;
+    }
+
+    // At most four pieces, split between characters (never inside a surrogate pair).
+    private static IEnumerable<byte[]> Pieces(string text)
+    {
+        var size = Math.Max(16, (text.Length + 3) / 4);
+        var start = 0;
+        while (start < text.Length)
+        {
+            var length = Math.Min(size, text.Length - start);
+            if (start + length < text.Length && char.IsHighSurrogate(text[start + length - 1]))
+            {
+                length++;
+            }
+
+            yield return Encoding.UTF8.GetBytes(text, start, length);
+            start += length;
+        }
+    }
+
+    /// <summary>For a streamed miss that may be stored: keeps a copy of what the relay writes.</summary>
+    public static void BeginCapture(GatewayRequest request, CachePlan plan)
+    {
+        if (!plan.Store || !request.Info.Stream)
+        {
+            return;
+        }
+
+        var features = request.HttpContext.Features;
+        var inner = features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()!;
+
+        // SSE framing roughly triples the answer's size; the entry limit applies to the stored answer.
+        plan.Capture = new CapturingBody(inner, plan.Settings.MaxEntryBytes * 4);
+        features.Set<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>(plan.Capture);
+    }
+
+    /// <summary>
+    /// For a non-streamed answer about to be relayed: whether it will be stored (the header must say so
+    /// before the body goes), and the canonical answer to store.
+    /// </summary>
+    public ChatResponse? StorableWhole(GatewayRequest request, CachePlan plan, AttemptOutcome outcome)
+    {
+        if (!plan.Store || outcome.IsStream || outcome.Deployment is not { } deployment)
+        {
+            return null;
+        }
+
+        ChatResponse? answer = outcome.Answer;
+        if (answer is null)
+        {
+            try
+            {
+                answer = deployment.Provider.Adapter.ParseResponse(outcome.Body.Span, new UpstreamRequest(request, deployment, passThrough: true), out var error);
+                if (error is not null)
+                {
+                    return null;
+                }
+            }
+            catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidDataException or InvalidOperationException or FormatException)
+            {
+                return null;
+            }
+        }
+
+        if (!Storable(answer.Finish, plan))
+        {
+            return null;
+        }
+
+        plan.Status = "stored";
+        request.HttpContext.Response.Headers[StatusHeader] = plan.Status;
+        return answer;
+    }
+
+    private static bool Storable(FinishReason finish, CachePlan plan)
+        => finish is not (FinishReason.None or FinishReason.ContentFilter) && (finish != FinishReason.Length || plan.Settings.CacheLength);
+
+    /// <summary>
+    /// After the relay: stores the answer if it may be. Never an error, a broken or continued stream, an
+    /// answer cut by <c>length</c> (unless the route allows it), or one larger than the route's limit.
+    /// </summary>
+    public async ValueTask StoreAsync(GatewayRequest request, CachePlan plan, ChatResponse? whole)
+    {
+        if (!plan.Store || plan.Status == "hit" || request.StatusCode != StatusCodes.Status200OK || !request.StreamCompleted
+            || request.Continued || request.ServedBy is not { } deployment)
+        {
+            return;
+        }
+
+        var answer = whole;
+        if (answer is null && plan.Capture is { Overflowed: false } capture)
+        {
+            answer = await DecodeAsync(request, deployment, capture.Captured).ConfigureAwait(false);
+        }
+
+        if (answer is null)
+        {
+            return;
+        }
+
+        // What the answer cost is what each hit saves (the handler prices the request itself later).
+        var cost = deployment.Pricing.IsHourly ? 0 : deployment.Pricing.Cost(request.Usage);
+        var entry = CachedAnswer.From(answer, request.Usage, cost, deployment.Name, timeProvider.GetUtcNow().ToUnixTimeMilliseconds());
+
+        // Identical requests waiting on this call get its answer even when it is not stored (cut by length):
+        // it is the answer each of them would have been given.
+        EndFlight(plan, entry);
+        if (!Storable(answer.Finish, plan))
+        {
+            return;
+        }
+
+        var bytes = entry.Serialize();
+        if (bytes.Length > plan.Settings.MaxEntryBytes)
+        {
+            return;
+        }
+
+        try
+        {
+            var entryOptions = new HybridCacheEntryOptions { Expiration = plan.Ttl, LocalCacheExpiration = plan.Ttl };
+            await cache.SetAsync(plan.Key, bytes, entryOptions, [CacheKey.RouteTag(request.Route!.Name), CacheKey.OwnerTag(plan.Owner), CacheKey.RouteOwnerTag(request.Route!.Name, plan.Owner)], CancellationToken.None).ConfigureAwait(false);
+            _metrics.Stored(request.Route!.Name);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogWriteFailed(logger, request.RequestId, ex);
+        }
+    }
+
+    // The copy of a streamed answer is in the client's wire: read it back with that wire's decoder.
+    private async Task<ChatResponse?> DecodeAsync(GatewayRequest request, Deployment deployment, ReadOnlyMemory<byte> captured)
+    {
+        using var body = new MemoryStream(captured.ToArray(), writable: false);
+        IStreamDecoder decoder = request.Protocol.Wire switch
+        {
+            WireFormat.AnthropicMessages => new AnthropicStreamDecoder(body, deployment, jsonTool: false, options.MaxUpstreamEventBytes),
+            _ => new OpenAIChunkDecoder(body, deployment, options.MaxUpstreamEventBytes),
+        };
+
+        using (decoder)
+        {
+            var builder = new ChatResponseBuilder();
+            try
+            {
+                while (true)
+                {
+                    while (decoder.TryRead(out var e))
+                    {
+                        if (e.Kind == StreamEventKind.Error)
+                        {
+                            return null;
+                        }
+
+                        builder.Add(e);
+                    }
+
+                    if (!await decoder.FillAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is InvalidDataException or System.Text.Json.JsonException)
+            {
+                return null;
+            }
+
+            return builder.Finished ? builder.Build() : null;
+        }
+    }
+
+    /// <summary>Admin: drops every entry of a route, of an owner (<c>key:ID</c>, <c>team:NAME</c>), or all of them.</summary>
+    public ValueTask PurgeAsync(string? route, string? owner, CancellationToken cancellationToken)
+    {
+        if (route is null && owner is null)
+        {
+            return cache.RemoveByTagAsync("*", cancellationToken);
+        }
+
+        // Tags are removed as a union: a route and an owner together have a tag of their own.
+        var tag = route is null ? CacheKey.OwnerTag(owner!) : owner is null ? CacheKey.RouteTag(route) : CacheKey.RouteOwnerTag(route, owner);
+        return cache.RemoveByTagAsync(tag, cancellationToken);
+    }
+
+    /// <summary>
+    /// <c>DELETE /admin/cache?route=R&amp;key=ID&amp;team=T</c>: purges the entries of a route, of a key
+    /// (key-scoped routes) or a team (team-scoped routes), of both at once, or all of them.
+    /// </summary>
+    public async Task PurgeEndpointAsync(HttpContext context)
+    {
+        var query = context.Request.Query;
+        string? route = query["route"] is { Count: > 0 } r && !string.IsNullOrEmpty(r) ? r.ToString() : null;
+        string? owner = query["key"] is { Count: > 0 } k && !string.IsNullOrEmpty(k) ? "key:" + k
+            : query["team"] is { Count: > 0 } t && !string.IsNullOrEmpty(t) ? "team:" + t
+            : query["scope"] == "global" ? "global" : null;
+        await PurgeAsync(route, owner, context.RequestAborted).ConfigureAwait(false);
+        LogPurged(logger, route ?? "*", owner ?? "*");
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await using var json = new System.Text.Json.Utf8JsonWriter(context.Response.Body);
+        json.WriteStartObject();
+        json.WriteBoolean("purged"u8, true);
+        json.WriteString("route"u8, route);
+        json.WriteString("owner"u8, owner);
+        json.WriteEndObject();
+    }
+
+    [LoggerMessage(EventId = 2603, Level = LogLevel.Information, Message = "Response cache purged: route {Route}, owner {Owner}")]
+    private static partial void LogPurged(ILogger logger, string route, string owner);
+
+    [LoggerMessage(EventId = 2601, Level = LogLevel.Warning, Message = "Request {RequestId}: the response cache could not be read; treated as a miss")]
+    private static partial void LogReadFailed(ILogger logger, string requestId, Exception exception);
+
+    [LoggerMessage(EventId = 2602, Level = LogLevel.Warning, Message = "Request {RequestId}: the answer could not be stored in the response cache")]
+    private static partial void LogWriteFailed(ILogger logger, string requestId, Exception exception);
+}
+
+/// <summary>The cache's metrics: <c>modelgateway.cache.requests</c> by route and result, tokens and money saved by hits.</summary>
+internal sealed class CacheMetrics
+{
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _savedTokens;
+    private readonly Counter<double> _savedCost;
+    private readonly Counter<long> _stored;
+
+    public CacheMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(GatewayMetrics.MeterName);
+        _requests = meter.CreateCounter<long>("modelgateway.cache.requests", "{request}", "Requests on routes with a response cache, by route and result (hit, miss, bypass).");
+        _savedTokens = meter.CreateCounter<long>("modelgateway.cache.saved_tokens", "{token}", "Provider tokens cache hits did not spend, by route and type.");
+        _savedCost = meter.CreateCounter<double>("modelgateway.cache.saved", "USD", "Money cache hits did not spend, by route.");
+        _stored = meter.CreateCounter<long>("modelgateway.cache.stores", "{entry}", "Answers stored in the response cache, by route.");
+    }
+
+    public void Count(string route, string result)
+    {
+        if (_requests.Enabled)
+        {
+            _requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("result", result));
+        }
+    }
+
+    public void Hit(string route, in TokenUsage usage, double cost)
+    {
+        Count(route, "hit");
+        if (_savedTokens.Enabled)
+        {
+            _savedTokens.Add(usage.Input, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("type", "input"));
+            _savedTokens.Add(usage.Output, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("type", "output"));
+        }
+
+        if (_savedCost.Enabled && cost > 0)
+        {
+            _savedCost.Add(cost, new KeyValuePair<string, object?>("route", route));
+        }
+    }
+
+    public void Stored(string route)
+    {
+        if (_stored.Enabled)
+        {
+            _stored.Add(1, new KeyValuePair<string, object?>("route", route));
+        }
+    }
+}
