@@ -198,6 +198,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         Exclusion.CircuitOpen => "circuit_open",
         Exclusion.CoolingDown => "cooling_down",
         Exclusion.RateLimited => "rate_limited",
+        Exclusion.Quota => "quota",
         _ => "at_capacity",
     };
 
@@ -207,6 +208,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         Exclusion.MaxOutput => $"max_tokens {view.InputTokens} exceeds the deployment's limit of {view.ContextLimit}",
         Exclusion.CircuitOpen or Exclusion.CoolingDown or Exclusion.RateLimited => $"{RoutingDecision.Describe(view.Exclusion)}; back in {Durations.Format(view.Unavailable)}",
         Exclusion.AtCapacity => $"{view.Deployment.State.InFlight} of {view.Deployment.Capacity} slots in use",
+        Exclusion.Quota => view.Deployment.State.Quota.Describe(view.InputTokens),
         _ => RoutingDecision.Describe(view.Exclusion),
     };
 }

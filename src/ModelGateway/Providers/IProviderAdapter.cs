@@ -48,6 +48,12 @@ internal interface IProviderAdapter
     /// By default one token of chat (or a completion, or an embedding), sent and classified like any attempt.
     /// </summary>
     ProbeRequest Probe(Deployment deployment) => ProbeRequest.For(deployment);
+
+    /// <summary>
+    /// Quotas: what the response's headers say is left of the deployment's quota (on success and on 429).
+    /// Runs on every response: return at once, allocating nothing, when the provider's headers are absent.
+    /// </summary>
+    Routing.Quotas.QuotaReading ReadQuota(UpstreamResponse response) => default;
 }
 
 /// <summary>

@@ -1,0 +1,122 @@
+using System.Globalization;
+
+namespace ModelGateway.Routing.Quotas;
+
+/// <summary>
+/// The last quota a deployment's provider reported, and what the gateway has sent it since: the
+/// router skips the deployment while what is left will not cover a request before its window resets.
+/// Lock-free: a reading replaces an immutable snapshot, and attempts count against it with interlocked adds.
+/// </summary>
+internal sealed class QuotaState(TimeProvider timeProvider)
+{
+    // Without a reset instant a figure is trusted this long: long enough to stop a burst, short enough not to strand a deployment.
+    private static readonly TimeSpan DefaultHorizon = TimeSpan.FromSeconds(1);
+
+    private Snapshot? _current;
+    private long _requestsSince;
+    private long _tokensSince;
+
+    /// <summary>The provider's figures as of one response; -1 where it said nothing.</summary>
+    private sealed record Snapshot(long Requests, long RequestsLimit, long RequestsResetAt, long Tokens, long TokensLimit, long TokensResetAt);
+
+    /// <summary>Takes a new reading: it replaces the last one, and what was sent before it is already in its figures.</summary>
+    public void Record(in QuotaReading reading)
+    {
+        if (reading.IsEmpty)
+        {
+            return;
+        }
+
+        var now = timeProvider.GetTimestamp();
+        _current = new Snapshot(
+            reading.RequestsRemaining ?? -1,
+            reading.RequestsLimit ?? -1,
+            reading.RequestsRemaining is null ? 0 : now + Ticks(reading.RequestsReset ?? DefaultHorizon),
+            reading.TokensRemaining ?? -1,
+            reading.TokensLimit ?? -1,
+            reading.TokensRemaining is null ? 0 : now + Ticks(reading.TokensReset ?? DefaultHorizon));
+        Interlocked.Exchange(ref _requestsSince, 0);
+        Interlocked.Exchange(ref _tokensSince, 0);
+    }
+
+    /// <summary>An attempt is on its way: it counts against the last reading until the next one arrives.</summary>
+    public void Consume(long tokens)
+    {
+        if (Volatile.Read(ref _current) is null)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _requestsSince);
+        Interlocked.Add(ref _tokensSince, tokens);
+    }
+
+    /// <summary>
+    /// Whether the quota will not cover one more request of <paramref name="tokens"/> (input estimate plus
+    /// expected output) before its reset; <paramref name="wait"/> is the time until the binding window resets.
+    /// </summary>
+    public bool Blocks(long now, long tokens, out TimeSpan wait)
+    {
+        wait = TimeSpan.Zero;
+        if (Volatile.Read(ref _current) is not { } quota)
+        {
+            return false;
+        }
+
+        var blocked = false;
+        if (quota.Requests >= 0 && now < quota.RequestsResetAt && quota.Requests - Volatile.Read(ref _requestsSince) <= 0)
+        {
+            blocked = true;
+            wait = Remaining(quota.RequestsResetAt, now);
+        }
+
+        if (quota.Tokens >= 0 && now < quota.TokensResetAt && quota.Tokens - Volatile.Read(ref _tokensSince) < tokens)
+        {
+            blocked = true;
+            var tokenWait = Remaining(quota.TokensResetAt, now);
+            wait = tokenWait > wait ? tokenWait : wait;
+        }
+
+        return blocked;
+    }
+
+    /// <summary>Requests and tokens left by the current reading (net of what was sent since), or null when unknown or reset.</summary>
+    public (long? Requests, long? Tokens) Headroom(long now)
+    {
+        if (Volatile.Read(ref _current) is not { } quota)
+        {
+            return (null, null);
+        }
+
+        long? requests = quota.Requests >= 0 && now < quota.RequestsResetAt ? Math.Max(0, quota.Requests - Volatile.Read(ref _requestsSince)) : null;
+        long? tokens = quota.Tokens >= 0 && now < quota.TokensResetAt ? Math.Max(0, quota.Tokens - Volatile.Read(ref _tokensSince)) : null;
+        return (requests, tokens);
+    }
+
+    public (long? Requests, long? Tokens) HeadroomNow() => Headroom(timeProvider.GetTimestamp());
+
+    /// <summary>For <c>explain</c>: "quota: 0 requests left until 12:00:03".</summary>
+    public string Describe(long tokens)
+    {
+        var now = timeProvider.GetTimestamp();
+        if (Volatile.Read(ref _current) is not { } quota)
+        {
+            return "quota: no reading";
+        }
+
+        var wallNow = timeProvider.GetUtcNow();
+        if (quota.Requests >= 0 && now < quota.RequestsResetAt && quota.Requests - Volatile.Read(ref _requestsSince) <= 0)
+        {
+            return string.Create(CultureInfo.InvariantCulture,
+                $"quota: {Math.Max(0, quota.Requests - Volatile.Read(ref _requestsSince))} requests left until {wallNow + Remaining(quota.RequestsResetAt, now):HH:mm:ss}");
+        }
+
+        var left = Math.Max(0, quota.Tokens - Volatile.Read(ref _tokensSince));
+        return string.Create(CultureInfo.InvariantCulture,
+            $"quota: {left} tokens left until {wallNow + Remaining(quota.TokensResetAt, now):HH:mm:ss}, this request needs about {tokens}");
+    }
+
+    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * timeProvider.TimestampFrequency);
+
+    private TimeSpan Remaining(long until, long now) => until > now ? TimeSpan.FromSeconds((until - now) / (double)timeProvider.TimestampFrequency) : TimeSpan.Zero;
+}
