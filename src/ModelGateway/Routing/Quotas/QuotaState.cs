@@ -11,13 +11,20 @@ internal sealed class QuotaState(TimeProvider timeProvider)
 {
     // Without a reset instant a figure is trusted this long: long enough to stop a burst, short enough not to strand a deployment.
     private static readonly TimeSpan DefaultHorizon = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MinGrace = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MaxGrace = TimeSpan.FromSeconds(10);
 
     private Snapshot? _current;
     private long _requestsSince;
     private long _tokensSince;
 
-    /// <summary>The provider's figures as of one response; -1 where it said nothing.</summary>
-    private sealed record Snapshot(long Requests, long RequestsLimit, long RequestsResetAt, long Tokens, long TokensLimit, long TokensResetAt);
+    /// <summary>
+    /// The provider's figures as of one response; -1 where it said nothing. After a requests reset the
+    /// gateway does not know how much the window freed (a sliding window frees one slot, a fixed one all):
+    /// until a fresh reading arrives, or the grace passes, it sends one request at a time to find out, so a
+    /// reset never lets a burst into a quota that has room for one.
+    /// </summary>
+    private sealed record Snapshot(long Requests, long RequestsLimit, long RequestsResetAt, long GraceEndsAt, long Tokens, long TokensLimit, long TokensResetAt);
 
     /// <summary>Takes a new reading: it replaces the last one, and what was sent before it is already in its figures.</summary>
     public void Record(in QuotaReading reading)
@@ -28,10 +35,14 @@ internal sealed class QuotaState(TimeProvider timeProvider)
         }
 
         var now = timeProvider.GetTimestamp();
+        var requestsReset = reading.RequestsReset ?? DefaultHorizon;
+        var grace = requestsReset < MinGrace ? MinGrace : requestsReset > MaxGrace ? MaxGrace : requestsReset;
+        var resetAt = now + Ticks(requestsReset);
         _current = new Snapshot(
             reading.RequestsRemaining ?? -1,
             reading.RequestsLimit ?? -1,
-            reading.RequestsRemaining is null ? 0 : now + Ticks(reading.RequestsReset ?? DefaultHorizon),
+            reading.RequestsRemaining is null ? 0 : resetAt,
+            reading.RequestsRemaining is null ? 0 : resetAt + Ticks(grace),
             reading.TokensRemaining ?? -1,
             reading.TokensLimit ?? -1,
             reading.TokensRemaining is null ? 0 : now + Ticks(reading.TokensReset ?? DefaultHorizon));
@@ -55,30 +66,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     /// Whether the quota will not cover one more request of <paramref name="tokens"/> (input estimate plus
     /// expected output) before its reset; <paramref name="wait"/> is the time until the binding window resets.
     /// </summary>
-    public bool Blocks(long now, long tokens, out TimeSpan wait)
-    {
-        wait = TimeSpan.Zero;
-        if (Volatile.Read(ref _current) is not { } quota)
-        {
-            return false;
-        }
-
-        var blocked = false;
-        if (quota.Requests >= 0 && now < quota.RequestsResetAt && quota.Requests - Volatile.Read(ref _requestsSince) <= 0)
-        {
-            blocked = true;
-            wait = Remaining(quota.RequestsResetAt, now);
-        }
-
-        if (quota.Tokens >= 0 && now < quota.TokensResetAt && quota.Tokens - Volatile.Read(ref _tokensSince) < tokens)
-        {
-            blocked = true;
-            var tokenWait = Remaining(quota.TokensResetAt, now);
-            wait = tokenWait > wait ? tokenWait : wait;
-        }
-
-        return blocked;
-    }
+    public bool Blocks(long now, long tokens, out TimeSpan wait) => Check(now, tokens, out wait) != Binding.None;
 
     /// <summary>Requests and tokens left by the current reading (net of what was sent since), or null when unknown or reset.</summary>
     public (long? Requests, long? Tokens) Headroom(long now)
@@ -99,21 +87,64 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     public string Describe(long tokens)
     {
         var now = timeProvider.GetTimestamp();
+        var binding = Check(now, tokens, out var wait);
+        var until = (timeProvider.GetUtcNow() + wait).ToString("HH:mm:ss", CultureInfo.InvariantCulture);
+        var (requests, left) = Headroom(now);
+        return binding switch
+        {
+            Binding.Requests => string.Create(CultureInfo.InvariantCulture, $"quota: {requests ?? 0} requests left until {until}"),
+            Binding.AwaitingReading => string.Create(CultureInfo.InvariantCulture, $"quota: window reset, one request is finding out how much it freed (until {until})"),
+            Binding.Tokens => string.Create(CultureInfo.InvariantCulture, $"quota: {left ?? 0} tokens left until {until}, this request needs about {tokens}"),
+            _ => "quota: room left",
+        };
+    }
+
+    private enum Binding
+    {
+        None,
+        Requests,
+        AwaitingReading,
+        Tokens,
+    }
+
+    private Binding Check(long now, long tokens, out TimeSpan wait)
+    {
+        wait = TimeSpan.Zero;
         if (Volatile.Read(ref _current) is not { } quota)
         {
-            return "quota: no reading";
+            return Binding.None;
         }
 
-        var wallNow = timeProvider.GetUtcNow();
-        if (quota.Requests >= 0 && now < quota.RequestsResetAt && quota.Requests - Volatile.Read(ref _requestsSince) <= 0)
+        var binding = Binding.None;
+        if (quota.Requests >= 0)
         {
-            return string.Create(CultureInfo.InvariantCulture,
-                $"quota: {Math.Max(0, quota.Requests - Volatile.Read(ref _requestsSince))} requests left until {wallNow + Remaining(quota.RequestsResetAt, now):HH:mm:ss}");
+            var sent = Volatile.Read(ref _requestsSince);
+            if (now < quota.RequestsResetAt)
+            {
+                if (quota.Requests - sent <= 0)
+                {
+                    binding = Binding.Requests;
+                    wait = Remaining(quota.RequestsResetAt, now);
+                }
+            }
+            else if (now < quota.GraceEndsAt && Math.Max(quota.Requests, 1) - sent <= 0)
+            {
+                binding = Binding.AwaitingReading;
+                wait = Remaining(quota.GraceEndsAt, now);
+            }
         }
 
-        var left = Math.Max(0, quota.Tokens - Volatile.Read(ref _tokensSince));
-        return string.Create(CultureInfo.InvariantCulture,
-            $"quota: {left} tokens left until {wallNow + Remaining(quota.TokensResetAt, now):HH:mm:ss}, this request needs about {tokens}");
+        if (quota.Tokens >= 0 && now < quota.TokensResetAt && quota.Tokens - Volatile.Read(ref _tokensSince) < tokens)
+        {
+            var tokenWait = Remaining(quota.TokensResetAt, now);
+            if (tokenWait > wait)
+            {
+                wait = tokenWait;
+                binding = Binding.Tokens;
+            }
+        }
+
+        return binding;
     }
 
     private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * timeProvider.TimestampFrequency);
