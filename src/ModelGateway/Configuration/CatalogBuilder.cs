@@ -157,7 +157,7 @@ internal sealed partial class CatalogBuilder(
             {
                 if (string.IsNullOrWhiteSpace(doc.BaseUrl))
                 {
-                    baseUri = factory.DefaultBaseUrl;
+                    baseUri = factory.DefaultBaseUrlFor(doc);
                     if (baseUri is null)
                     {
                         errors.Add(new(path + ".baseUrl", "required for this kind (e.g. https://api.openai.com/v1)"));

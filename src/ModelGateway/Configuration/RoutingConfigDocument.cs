@@ -54,6 +54,35 @@ public sealed class ProviderDocument
     public MediaFetchDocument? MediaFetch { get; set; }
     // Resilience: how this provider's deployments are probed while their circuit is open.
     public ProbeDocument? Probe { get; set; }
+
+    // Vertex AI (kind vertex-ai): where its models live and how the gateway gets OAuth tokens for them.
+
+    /// <summary>vertex-ai: the Google Cloud project id.</summary>
+    public string? Project { get; set; }
+
+    /// <summary>vertex-ai: the region (<c>us-central1</c>, <c>europe-west4</c>...) or <c>global</c>.</summary>
+    public string? Location { get; set; }
+
+    /// <summary>vertex-ai: a service-account key (<c>file:/path</c> or <c>env:NAME</c>); Application Default Credentials when absent.</summary>
+    public string? CredentialsFile { get; set; }
+
+    /// <summary>vertex-ai: <c>google</c> or <c>anthropic</c> for every deployment; by default from the model id (<c>claude*</c> is Anthropic's).</summary>
+    public string? Publisher { get; set; }
+
+    // Bedrock: AWS credentials (env:NAME or file:/path secrets) or a shared-config profile; neither means
+    // the SDK's default chain. `region` above is the region requests are signed for.
+
+    /// <summary>Bedrock: the access key id of a key pair (with <see cref="SecretAccessKey"/>).</summary>
+    public string? AccessKeyId { get; set; }
+
+    /// <summary>Bedrock: the secret access key of a key pair.</summary>
+    public string? SecretAccessKey { get; set; }
+
+    /// <summary>Bedrock: the session token of temporary credentials, with the key pair.</summary>
+    public string? SessionToken { get; set; }
+
+    /// <summary>Bedrock: a profile of the shared AWS config and credentials files.</summary>
+    public string? Profile { get; set; }
 }
 
 /// <summary>One model on one provider, with its price, size and abilities.</summary>

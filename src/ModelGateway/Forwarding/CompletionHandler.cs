@@ -136,7 +136,8 @@ internal sealed partial class CompletionHandler(
     {
         try
         {
-            _ = request.Canonical;
+            // Only the operation's own canonical form is built: an embeddings body is not a chat.
+            _ = request.Operation == Operation.Embeddings ? request.Embeddings : (object)request.Canonical;
             return null;
         }
         catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException)

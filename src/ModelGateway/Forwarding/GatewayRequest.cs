@@ -51,6 +51,11 @@ internal sealed class GatewayRequest : IDisposable
     /// <summary>The canonical request if a translated attempt built it, without building it.</summary>
     public ChatRequest? CanonicalIfBuilt => _canonical;
 
+    /// <summary>The embeddings request in no provider's wire, built only when a deployment that translates embeddings may serve it.</summary>
+    public EmbeddingRequest Embeddings => _embeddings ??= Protocol.ReadEmbeddings(this);
+
+    private EmbeddingRequest? _embeddings;
+
     public GatewayCatalog Catalog { get; set; } = null!;
     public ModelRoute? Route { get; set; }
     public RoutingDecision? Decision { get; set; }

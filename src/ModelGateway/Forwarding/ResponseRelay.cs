@@ -46,6 +46,25 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     public async Task WriteBufferedAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken)
     {
         var response = request.HttpContext.Response;
+        if (outcome.Embeddings is { } embeddings)
+        {
+            // Providers that report no usage for embeddings (Gemini) are billed on the gateway's own count of the input.
+            if (!embeddings.Usage.Reported)
+            {
+                embeddings = new EmbeddingResponse { Vectors = embeddings.Vectors, Usage = EstimateUsage(request, outcome.Deployment!, 0, null) };
+            }
+
+            var list = new ArrayBufferWriter<byte>(4096);
+            request.Protocol.WriteEmbeddings(request, embeddings, outcome.Deployment!.UpstreamModel, list);
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/json";
+            response.ContentLength = list.WrittenCount;
+            request.Usage = embeddings.Usage;
+            await response.Body.WriteAsync(list.WrittenMemory, cancellationToken).ConfigureAwait(false);
+            request.StreamCompleted = true;
+            return;
+        }
+
         if (outcome.Answer is { } answer)
         {
             var body = new ArrayBufferWriter<byte>(1024);

@@ -45,6 +45,14 @@ internal abstract class ClientProtocol
     /// <summary>Writes an error as this API's whole response (status, headers, body).</summary>
     public virtual Task WriteErrorAsync(HttpContext context, ApiError error) => error.WriteAsync(context);
 
+    /// <summary>The embeddings request, for deployments that speak another embeddings wire; only APIs with embeddings have one.</summary>
+    public virtual EmbeddingRequest ReadEmbeddings(GatewayRequest request)
+        => throw new InvalidOperationException($"{Api} has no embeddings operation.");
+
+    /// <summary>Writes a translated embeddings answer as this API's body.</summary>
+    public virtual void WriteEmbeddings(GatewayRequest request, EmbeddingResponse response, string model, IBufferWriter<byte> output)
+        => throw new InvalidOperationException($"{Api} has no embeddings operation.");
+
     /// <summary>The in-band event that tells a client its stream broke.</summary>
     public virtual void WriteStreamError(ApiError error, IBufferWriter<byte> output)
     {

@@ -50,6 +50,14 @@ internal interface IProviderAdapter
     ProbeRequest Probe(Deployment deployment) => ProbeRequest.For(deployment);
 
     /// <summary>
+    /// Translated embeddings (an OpenAI embeddings client on a provider with its own embeddings wire): the
+    /// whole body, or the error it carries. Asked only of kinds that translate embeddings, which then also
+    /// write their own request for them in <see cref="SendAsync"/> (<see cref="GatewayRequest.Embeddings"/>).
+    /// </summary>
+    EmbeddingResponse ParseEmbeddings(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
+        => throw new NotSupportedException("This provider kind does not translate embeddings.");
+
+    /// <summary>
     /// Quotas: what the response's headers say is left of the deployment's quota (on success and on 429).
     /// Runs on every response: return at once, allocating nothing, when the provider's headers are absent.
     /// </summary>

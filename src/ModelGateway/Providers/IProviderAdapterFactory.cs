@@ -21,6 +21,9 @@ internal interface IProviderAdapterFactory
     /// <summary>Where it is reached when the file gives no <c>baseUrl</c>; null means <c>baseUrl</c> is required.</summary>
     Uri? DefaultBaseUrl { get; }
 
+    /// <summary>Where an entry without <c>baseUrl</c> is reached, which may follow from its own fields (Bedrock's <c>region</c>).</summary>
+    Uri? DefaultBaseUrlFor(ProviderDocument document) => DefaultBaseUrl;
+
     /// <summary>False for in-process providers, which take no URL, key or headers.</summary>
     bool HasEndpoint { get; }
 

@@ -21,6 +21,8 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
 
     public virtual Uri? DefaultBaseUrl => null;
 
+    public virtual Uri? DefaultBaseUrlFor(ProviderDocument document) => DefaultBaseUrl;
+
     public virtual bool HasEndpoint => true;
 
     public virtual bool RequiresApiKey => false;
@@ -49,6 +51,22 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
             context.NotFor(document.Simulate, path + ".simulate", Kind);
         }
 
+        if (!TakesGoogleCloudSettings)
+        {
+            context.NotFor(document.Project, path + ".project", Kind);
+            context.NotFor(document.Location, path + ".location", Kind);
+            context.NotFor(document.CredentialsFile, path + ".credentialsFile", Kind);
+            context.NotFor(document.Publisher, path + ".publisher", Kind);
+        }
+
+        if (!TakesAwsCredentials)
+        {
+            context.NotFor(document.AccessKeyId, path + ".accessKeyId", Kind);
+            context.NotFor(document.SecretAccessKey, path + ".secretAccessKey", Kind);
+            context.NotFor(document.SessionToken, path + ".sessionToken", Kind);
+            context.NotFor(document.Profile, path + ".profile", Kind);
+        }
+
         return Compile(document, path, context);
     }
 
@@ -59,6 +77,12 @@ internal abstract class ProviderAdapterFactory(ProviderServices services) : IPro
     protected virtual bool TakesBetas => false;
 
     protected virtual bool TakesSimulation => false;
+
+    /// <summary>Vertex AI's <c>project</c>, <c>location</c>, <c>credentialsFile</c> and <c>publisher</c>.</summary>
+    protected virtual bool TakesGoogleCloudSettings => false;
+
+    /// <summary>Bedrock's <c>accessKeyId</c>, <c>secretAccessKey</c>, <c>sessionToken</c> and <c>profile</c>.</summary>
+    protected virtual bool TakesAwsCredentials => false;
 
     /// <summary>The kind's own settings from the fields it takes.</summary>
     protected virtual object? Compile(ProviderDocument document, string path, ConfigContext context) => null;

@@ -8,4 +8,7 @@ internal static class ProviderKinds
     public const string AzureOpenAI = "azure-openai";
     public const string Anthropic = "anthropic";
     public const string Simulated = "simulated";
+    public const string Gemini = "gemini";
+    public const string VertexAI = "vertex-ai";
+    public const string Bedrock = "bedrock";
 }

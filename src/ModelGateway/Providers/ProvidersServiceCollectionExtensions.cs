@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers.Anthropic;
 using ModelGateway.Providers.AzureOpenAI;
+using ModelGateway.Providers.Bedrock;
 using ModelGateway.Providers.OpenAI;
 using ModelGateway.Providers.Simulated;
 
@@ -23,6 +24,9 @@ internal static class ProvidersServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AzureOpenAIFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, AnthropicFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, SimulatedFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, Gemini.GeminiFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, VertexAI.VertexAIFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProviderAdapterFactory, BedrockFactory>());
         services.TryAddSingleton<ProviderAdapterRegistry>();
         return services;
     }

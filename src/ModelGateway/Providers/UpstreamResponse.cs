@@ -39,6 +39,15 @@ internal sealed class UpstreamResponse : IAsyncDisposable
 
     public static UpstreamResponse Failed(TransportFailure failure, string detail) => new(null, null) { Failure = failure, FailureDetail = detail };
 
+    /// <summary>
+    /// The adapter refused the attempt before sending anything (a client URL it will not fetch, a credential
+    /// it could not obtain); <paramref name="error"/> says what that means, as a classified upstream error would.
+    /// </summary>
+    public static UpstreamResponse Refused(Canonical.UpstreamError error) => new(null, null) { Refusal = error, FailureDetail = error.Detail };
+
+    /// <summary>Set when the adapter refused the attempt before sending it.</summary>
+    public Canonical.UpstreamError? Refusal { get; private init; }
+
     public static UpstreamResponse FromHttp(int status, string? contentType, HttpResponseHeaders headers, HttpContent content) => new(content, null)
     {
         StatusCode = status,

@@ -79,6 +79,9 @@ internal sealed class AttemptOutcome : IAsyncDisposable
     /// <summary>Translated non-streamed answers.</summary>
     public ChatResponse? Answer { get; private init; }
 
+    /// <summary>Translated embeddings answers.</summary>
+    public EmbeddingResponse? Embeddings { get; private init; }
+
     public bool IsStream => Events is not null || Decoder is not null;
 
     /// <summary>What the first event (streams) or the whole body (non-streams) said.</summary>
@@ -115,6 +118,9 @@ internal sealed class AttemptOutcome : IAsyncDisposable
 
     public static AttemptOutcome Translated(Deployment deployment, UpstreamResponse response, ChatResponse answer, long startedAt, long firstByteAt)
         => new() { Deployment = deployment, Response = response, Answer = answer, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
+
+    public static AttemptOutcome Embedded(Deployment deployment, UpstreamResponse response, EmbeddingResponse embeddings, long startedAt, long firstByteAt)
+        => new() { Deployment = deployment, Response = response, Embeddings = embeddings, StartedAt = startedAt, FirstByteAt = firstByteAt, _holdsSlot = true };
 
     /// <summary>The attempt failed with an error the provider's adapter classified.</summary>
     public static AttemptOutcome FromUpstream(Deployment deployment, UpstreamError error, long startedAt) => Failed(

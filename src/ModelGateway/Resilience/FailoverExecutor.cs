@@ -443,6 +443,11 @@ internal sealed partial class FailoverExecutor
         try
         {
             response = await adapter.SendAsync(call, cancellationToken).ConfigureAwait(false);
+            if (response.Refusal is { } refusal)
+            {
+                return Outcome.FromResult(AttemptOutcome.FromUpstream(deployment, refusal, started));
+            }
+
             if (response.Failure != TransportFailure.None)
             {
                 return Outcome.FromResult(response.Failure == TransportFailure.Timeout
@@ -476,6 +481,11 @@ internal sealed partial class FailoverExecutor
             // (its circuit does not count it), and no other candidate that needs bytes would do better.
             return Outcome.FromResult(AttemptOutcome.Failed(deployment, AttemptFailure.ClientError,
                 ApiError.BadRequest(ex.Message, ex.Code, "messages"), "media URL: " + ex.Reason, startedAt: started));
+        }
+        catch (UpstreamErrorException ex)
+        {
+            // The adapter refused before sending (a client URL it may not fetch, a credential it could not get).
+            return Outcome.FromResult(AttemptOutcome.FromUpstream(deployment, ex.Error, started));
         }
         catch (InvalidDataException ex)
         {
@@ -572,6 +582,14 @@ internal sealed partial class FailoverExecutor
         var (buffer, length) = await ReadAllAsync(body, _options.MaxUpstreamResponseBytes, cancellationToken).ConfigureAwait(false);
         try
         {
+            if (call.Request.Operation == Operation.Embeddings)
+            {
+                var embeddings = adapter.ParseEmbeddings(buffer.AsSpan(0, length), call, out var embeddingError);
+                return embeddingError is not null
+                    ? AttemptOutcome.FromUpstream(deployment, embeddingError, started)
+                    : AttemptOutcome.Embedded(deployment, response, embeddings, started, _timeProvider.GetTimestamp());
+            }
+
             var answer = adapter.ParseResponse(buffer.AsSpan(0, length), call, out var error);
             return error is not null
                 ? AttemptOutcome.FromUpstream(deployment, error, started)

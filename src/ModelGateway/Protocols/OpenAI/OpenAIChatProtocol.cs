@@ -25,4 +25,9 @@ internal sealed class OpenAIChatProtocol : ClientProtocol
 
     public override void WriteResponse(GatewayRequest request, ChatResponse response, string model, long created, IBufferWriter<byte> output)
         => OpenAIResponseWriter.Write(response, model, created, output);
+
+    public override EmbeddingRequest ReadEmbeddings(GatewayRequest request) => OpenAIEmbeddings.Read(request.Body);
+
+    public override void WriteEmbeddings(GatewayRequest request, EmbeddingResponse response, string model, IBufferWriter<byte> output)
+        => OpenAIEmbeddings.Write(response, request.Embeddings.Base64, model, output);
 }

@@ -119,6 +119,10 @@ internal sealed class AnthropicAdapter : IProviderAdapter
         => new AnthropicStreamDecoder(body, request.Deployment, UsesJsonTool(request), _options.MaxUpstreamEventBytes);
 
     public ChatResponse ParseResponse(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
+        => ParseMessage(body, request, out error);
+
+    /// <summary>A whole Messages answer as a canonical one; shared with Claude on Vertex AI, which answers in the same wire.</summary>
+    internal static ChatResponse ParseMessage(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
     {
         error = null;
         var message = JsonSerializer.Deserialize(body, AnthropicJsonContext.Default.AnthropicResponse)
@@ -187,6 +191,7 @@ internal sealed class AnthropicAdapter : IProviderAdapter
         };
     }
 
-    private static bool UsesJsonTool(UpstreamRequest request)
+    /// <summary>Whether structured output travels as the forced <c>json_response</c> tool call (translated requests asking for JSON).</summary>
+    internal static bool UsesJsonTool(UpstreamRequest request)
         => !request.PassThrough && request.Canonical.Format?.Kind is Wire.ResponseFormatKind.JsonSchema or Wire.ResponseFormatKind.JsonObject;
 }
