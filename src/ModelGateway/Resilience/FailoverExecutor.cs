@@ -457,12 +457,16 @@ internal sealed partial class FailoverExecutor
 
             // Quotas: every answer, success or 429, may say what is left; a bare server says nothing and costs nothing here.
             var quota = adapter.ReadQuota(response);
+            var status = response.StatusCode;
             if (!quota.IsEmpty)
             {
                 deployment.State.Quota.Record(quota);
             }
+            else if (status is >= 200 and <= 299)
+            {
+                deployment.State.Quota.Answered();
+            }
 
-            var status = response.StatusCode;
             if (status is < 200 or > 299)
             {
                 return Outcome.FromResult(await ClassifyErrorAsync(call, response, started, cancellationToken).ConfigureAwait(false));
@@ -701,6 +705,11 @@ internal sealed partial class FailoverExecutor
         {
             deployment.State.CoolDown(error.RetryAfter ?? TimeSpan.FromSeconds(1));
             _metrics.Throttled(deployment);
+            if (deployment.Provider.Adapter.ReadQuota(response).IsEmpty)
+            {
+                // No figures to read: the 429 itself is the lesson (quotas).
+                deployment.State.Quota.Throttled(error.RetryAfter ?? TimeSpan.FromSeconds(1));
+            }
         }
 
         return AttemptOutcome.FromUpstream(deployment, error, started);

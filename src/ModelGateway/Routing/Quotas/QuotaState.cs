@@ -24,7 +24,63 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     /// until a fresh reading arrives, or the grace passes, it sends one request at a time to find out, so a
     /// reset never lets a burst into a quota that has room for one.
     /// </summary>
-    private sealed record Snapshot(long Requests, long RequestsLimit, long RequestsResetAt, long GraceEndsAt, long Tokens, long TokensLimit, long TokensResetAt);
+    private sealed record Snapshot(long Requests, long RequestsLimit, long RequestsResetAt, long GraceEndsAt, long Tokens, long TokensLimit, long TokensResetAt)
+    {
+        /// <summary>Learnt from a 429 that carried no quota figures, not read from headers.</summary>
+        public bool Learnt { get; init; }
+
+        /// <summary>How many learnt back-offs in a row a probe ended with another 429.</summary>
+        public int Streak { get; init; }
+    }
+
+    // A hint that proved wrong is doubled, up to this: long enough to outlast the usual short windows.
+    private static readonly TimeSpan MaxLearntWait = TimeSpan.FromSeconds(16);
+
+    /// <summary>
+    /// A 429 without quota figures (a bare server, Bedrock, Gemini): the same lesson as "0 requests left until
+    /// <paramref name="hint"/>". After it, one request at a time finds out whether the quota has room; if that one
+    /// gets 429 too, the next wait doubles. A 429 from a request sent before the back-off began changes nothing.
+    /// </summary>
+    public void Throttled(TimeSpan hint)
+    {
+        var now = timeProvider.GetTimestamp();
+        var current = Volatile.Read(ref _current);
+        var streak = 0;
+        if (current is { Learnt: true })
+        {
+            if (now < current.RequestsResetAt)
+            {
+                return;
+            }
+
+            streak = current.Streak + 1;
+        }
+
+        var wait = hint <= TimeSpan.Zero ? DefaultHorizon : hint;
+        for (var i = 0; i < streak && wait < MaxLearntWait; i++)
+        {
+            wait *= 2;
+        }
+
+        if (wait > MaxLearntWait && hint < MaxLearntWait)
+        {
+            wait = MaxLearntWait;
+        }
+
+        var resetAt = now + Ticks(wait);
+        _current = new Snapshot(0, -1, resetAt, resetAt + Ticks(wait < MinGrace ? MinGrace : wait > MaxGrace ? MaxGrace : wait), -1, -1, 0) { Learnt = true, Streak = streak };
+        Interlocked.Exchange(ref _requestsSince, 0);
+        Interlocked.Exchange(ref _tokensSince, 0);
+    }
+
+    /// <summary>A success without quota figures: if it was the probe after a learnt back-off, the quota has room again.</summary>
+    public void Answered()
+    {
+        if (Volatile.Read(ref _current) is { Learnt: true } current && timeProvider.GetTimestamp() >= current.RequestsResetAt)
+        {
+            Interlocked.CompareExchange(ref _current, null, current);
+        }
+    }
 
     /// <summary>Takes a new reading: it replaces the last one, and what was sent before it is already in its figures.</summary>
     public void Record(in QuotaReading reading)

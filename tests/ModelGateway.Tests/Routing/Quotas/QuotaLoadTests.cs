@@ -30,7 +30,7 @@ public sealed class QuotaLoadTests(ITestOutputHelper output) : IAsyncLifetime
     private async Task<(List<StreamResult> Results, long Refused, int Admitted)> RunAsync(QuotaHeaderStyle style)
     {
         var quotaProvider = style == QuotaHeaderStyle.Anthropic
-            ? $$"""{ name: quota, kind: anthropic, baseUrl: "{{_upstream.AnthropicBaseUrl}}" }"""
+            ? $$"""{ name: quota, kind: anthropic, baseUrl: "{{_upstream.AnthropicBaseUrl}}", apiKey: "sk-quota-test" }"""
             : $$"""{ name: quota, kind: openai-compatible, baseUrl: "{{_upstream.OpenAIBaseUrl}}" }""";
         var config = $$"""
             providers:
@@ -106,6 +106,18 @@ public sealed class QuotaLoadTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(admitted >= Quota, $"the quota was never used: {admitted} admitted");
 
         // Each admission frees one slot a window later (a reset); each replica may learn of it by one 429 at most.
+        Assert.True(refused <= Replicas * (admitted + 1), $"{refused} 429s for {admitted} admissions over {Replicas} replicas");
+    }
+
+    [Fact]
+    public async Task Bursts_over_a_quota_that_sends_no_headers_reach_no_client_as_429_and_each_429_backs_the_deployment_off()
+    {
+        var (results, refused, admitted) = await RunAsync(QuotaHeaderStyle.None);
+        output.WriteLine($"None: {results.Count} requests, {admitted} admitted by the quota, {refused} refused with 429");
+
+        var lost = results.Where(r => r.End != StreamEnd.Done).ToList();
+        Assert.True(lost.Count == 0, $"{lost.Count} of {results.Count} lost: {string.Join("; ", lost.Take(5).Select(l => l.Status + " " + l.Detail))}");
+        Assert.True(admitted >= Quota, $"the quota was never used: {admitted} admitted");
         Assert.True(refused <= Replicas * (admitted + 1), $"{refused} 429s for {admitted} admissions over {Replicas} replicas");
     }
 }
