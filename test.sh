@@ -37,6 +37,8 @@ fi
 (cd "$node_dir" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
 # Claude Code (a native binary in its npm package), run headless through the gateway by ClaudeCodeTests.
 (cd tests/ModelGateway.Tests/Protocols/Anthropic/claude-code && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+# The Codex CLI (its platform binary comes in an npm package) that runs one headless turn through the Responses API.
+(cd tests/ModelGateway.Tests/Protocols/Responses/codex && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
 
 results="$(pwd)/TestResults"
 rm -rf "$results"

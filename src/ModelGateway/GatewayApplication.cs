@@ -10,6 +10,7 @@ using ModelGateway.Endpoints;
 using ModelGateway.Forwarding;
 using ModelGateway.Hosting;
 using ModelGateway.Observability;
+using ModelGateway.Protocols.Responses;
 using ModelGateway.Providers;
 using ModelGateway.Resilience;
 using ModelGateway.Routing;
@@ -162,6 +163,7 @@ public static class GatewayApplication
         AddTelemetry(services, configuration);
 
         AddState(services, configuration);
+        services.AddResponses(configuration);
         services.AddHostedService<StartupReport>();
         services.AddHealthChecks().AddCheck<RoutingConfigHealthCheck>("routing-config", tags: ["ready"]);
 

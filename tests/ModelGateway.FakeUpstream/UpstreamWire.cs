@@ -26,4 +26,10 @@ public enum UpstreamWire
 
     /// <summary>AWS Bedrock Runtime: <c>/model/{modelId}/converse</c> and <c>/converse-stream</c>.</summary>
     Bedrock,
+
+    /// <summary>OpenAI's Responses API: <c>/v1/responses</c> (Azure: <c>/openai/v1/responses</c>), and stored responses by id.</summary>
+    OpenAIResponses,
+
+    /// <summary>OpenAI's images, audio, moderations, files and batches endpoints.</summary>
+    OpenAIExtras,
 }

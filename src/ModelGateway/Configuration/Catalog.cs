@@ -55,6 +55,13 @@ internal enum Capabilities
     Vision = 16,
     JsonSchema = 32,
     Prefill = 64,
+
+    // The OpenAI endpoints forwarded as they are (Endpoints/ForwardedEndpoints.cs): declared per deployment.
+    Images = 128,
+    Audio = 256,
+    Moderations = 512,
+    Files = 1024,
+    Batches = 2048,
 }
 
 /// <summary>How a deployment's input is counted before it is sent (see docs/routing.md).</summary>

@@ -26,7 +26,7 @@ internal sealed partial class CatalogBuilder(
     public const string AutoRoute = "auto";
 
     private static readonly string[] KnownStrategies = ["priority", "weighted", "cost", "latency", "least-busy", "balanced"];
-    private static readonly string[] KnownCapabilities = ["chat", "completions", "embeddings", "tools", "vision", "json_schema", "prefill"];
+    private static readonly string[] KnownCapabilities = ["chat", "completions", "embeddings", "tools", "vision", "json_schema", "prefill", "images", "audio", "moderations", "files", "batches"];
     private static readonly string[] KnownTiers = ["iaas", "paas", "saas"];
     private static readonly string[] KnownTokenizers = ["o200k", "cl100k", "other", "bytes"];
     private static readonly int[] KnownPercentiles = [50, 90, 95, 99];

@@ -157,6 +157,11 @@ internal sealed class ModelsEndpoint(RoutingConfigManager config)
         (Capabilities.Vision, "vision"),
         (Capabilities.JsonSchema, "json_schema"),
         (Capabilities.Prefill, "prefill"),
+        (Capabilities.Images, "images"),
+        (Capabilities.Audio, "audio"),
+        (Capabilities.Moderations, "moderations"),
+        (Capabilities.Files, "files"),
+        (Capabilities.Batches, "batches"),
     ];
 
     public static IEnumerable<string> Names(Capabilities capabilities)

@@ -7,7 +7,7 @@ namespace ModelGateway.Endpoints;
 /// <summary>Maps OpenAI's API surface onto the gateway.</summary>
 internal static class OpenAIEndpoints
 {
-    private static readonly string[] KnownPaths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/route/explain"];
+    private static readonly string[] KnownPaths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/route/explain", "/v1/responses"];
 
     /// <summary>Whether a path the router did not match exists with another method (405, not 404).</summary>
     public static bool IsKnownPath(PathString path)
@@ -32,6 +32,8 @@ internal static class OpenAIEndpoints
         v1.MapGet("/models", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().ListAsync(context));
         v1.MapGet("/models/{**id}", static context => context.RequestServices.GetRequiredService<ModelsEndpoint>().GetAsync(context, (string)context.Request.RouteValues["id"]!));
         v1.MapPost("/route/explain", static context => context.RequestServices.GetRequiredService<RouteExplainEndpoint>().ExplainAsync(context));
+        v1.MapResponsesEndpoints();
+        v1.MapForwardedEndpoints();
         return endpoints;
     }
 }

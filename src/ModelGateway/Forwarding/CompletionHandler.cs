@@ -91,6 +91,11 @@ internal sealed partial class CompletionHandler(
             return refused;
         }
 
+        if (await request.Protocol.PrepareAsync(request, context.RequestAborted).ConfigureAwait(false) is { } unprepared)
+        {
+            return unprepared;
+        }
+
         var route = request.Route!;
         var decision = router.Decide(request, route);
         request.Decision = decision;

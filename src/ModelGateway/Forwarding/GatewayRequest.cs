@@ -92,6 +92,15 @@ internal sealed class GatewayRequest : IDisposable
     /// <summary>The answer's text, kept only when <c>Observability:CaptureContent</c> is on, for traces.</summary>
     public string? CapturedOutput { get; set; }
 
+    /// <summary>What the client protocol keeps about this request between its hooks (stored history, ids); null for most protocols.</summary>
+    public object? ProtocolState { get; set; }
+
+    /// <summary>
+    /// The only deployment that may serve this request, when the protocol says so: a follow-up of a
+    /// response whose state lives on one provider account (a pass-through <c>previous_response_id</c>).
+    /// </summary>
+    public string? PinnedDeployment { get; set; }
+
     public void SetBody(byte[] rented, int length)
     {
         _body = rented;

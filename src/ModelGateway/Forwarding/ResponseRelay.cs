@@ -79,6 +79,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 request.CapturedOutput = answer.Text;
             }
 
+            await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
             await response.Body.WriteAsync(body.WrittenMemory, cancellationToken).ConfigureAwait(false);
             request.StreamCompleted = true;
             return;
@@ -94,6 +95,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             request.CapturedOutput = System.Text.Encoding.UTF8.GetString(outcome.Body.Span);
         }
 
+        await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
         await response.Body.WriteAsync(outcome.Body, cancellationToken).ConfigureAwait(false);
         request.StreamCompleted = true;
     }
@@ -104,7 +106,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         StartEventStream(context.Response);
         var writer = context.Response.BodyWriter;
         var route = request.Route!;
-        var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1;
+        // A pass-through stream is continued only where the client API's encoder can take it over (not Responses).
+        var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1
+            && (outcome.Decoder is not null || request.Protocol.ContinuesPassThrough);
         var stream = new StreamProgress(request, outcome.Deployment!);
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         IStreamEncoder? encoder = null;
@@ -155,6 +159,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                         writer.Write(DoneEvent);
                     }
 
+                    await request.Protocol.AnswerCompletingAsync(request, outcome, cancellationToken).ConfigureAwait(false);
                     await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
                     request.StreamCompleted = true;
                     break;
@@ -605,6 +610,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             }
             else if (protocol is not null)
             {
+                // A pass-through stream (or one only keep-alives started) ends in the client's own error event.
                 protocol.WriteStreamError(error, writer);
             }
             else

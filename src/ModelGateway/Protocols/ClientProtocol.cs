@@ -2,6 +2,7 @@ using System.Buffers;
 using ModelGateway.Canonical;
 using ModelGateway.Forwarding;
 using ModelGateway.Providers;
+using ModelGateway.Resilience;
 using ModelGateway.Wire;
 
 namespace ModelGateway.Protocols;
@@ -60,4 +61,26 @@ internal abstract class ClientProtocol
         error.WriteJson(output);
         output.Write("\n\n"u8);
     }
+
+    /// <summary>
+    /// Runs once a request is parsed, its route resolved and its key allowed, before routing: the place
+    /// for what needs I/O (loading stored state the request refers to) or pins the request to one
+    /// deployment (<see cref="GatewayRequest.PinnedDeployment"/>). Returns the error to answer with, or null.
+    /// </summary>
+    public virtual ValueTask<ApiError?> PrepareAsync(GatewayRequest request, CancellationToken cancellationToken) => default;
+
+    /// <summary>
+    /// Runs when a whole answer has been written but before its last bytes are flushed to the client,
+    /// so that state a follow-up request needs (a stored response) exists before the client can send one.
+    /// </summary>
+    public virtual ValueTask AnswerCompletingAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken) => default;
+
+    /// <summary>The body a pass-through attempt sends to a deployment that speaks this protocol's OpenAI wire.</summary>
+    public virtual SplicedBody PassThroughBody(UpstreamRequest call) => UpstreamBody.ForOpenAI(call);
+
+    /// <summary>
+    /// Whether a pass-through stream that breaks can be continued by a translated attempt: its encoder can
+    /// take over from the events the client already has (<see cref="IPassThroughObserver"/> for named events).
+    /// </summary>
+    public virtual bool ContinuesPassThrough => true;
 }

@@ -84,6 +84,9 @@ internal sealed class AttemptOutcome : IAsyncDisposable
 
     public bool IsStream => Events is not null || Decoder is not null;
 
+    /// <summary>The answer was translated from another wire (decoded stream or canonical answer), not passed through.</summary>
+    public bool IsTranslated => Decoder is not null || Answer is not null;
+
     /// <summary>What the first event (streams) or the whole body (non-streams) said.</summary>
     public ResponseFacts Facts;
 

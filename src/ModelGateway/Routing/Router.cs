@@ -188,6 +188,12 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
 
     private Exclusion Check(GatewayRequest request, ModelRoute route, CallerIdentity caller, Deployment deployment, Capabilities needs, long now, ref CandidateView view)
     {
+        if (request.PinnedDeployment is { } pinned && !string.Equals(pinned, deployment.Name, StringComparison.Ordinal))
+        {
+            // The request's state lives on one deployment (a pass-through Responses follow-up): only it can serve.
+            return Exclusion.RouteConstraint;
+        }
+
         var missing = needs & ~deployment.Capabilities;
         if (missing != Capabilities.None)
         {

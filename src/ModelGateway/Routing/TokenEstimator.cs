@@ -101,8 +101,10 @@ internal sealed class TokenEstimator
             reader.Read();
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                // An Anthropic Messages body has its system prompt at the top level; an OpenAI body has no "system".
-                var counted = (operation == Operation.ChatCompletions && (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("system"u8)))
+                // Chat completions carry the prompt in messages; an Anthropic Messages body has its system prompt at the
+                // top level (an OpenAI body has no "system"); the Responses API has it in input and instructions.
+                var counted = (operation == Operation.ChatCompletions && (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("system"u8)
+                        || reader.ValueTextEquals("input"u8) || reader.ValueTextEquals("instructions"u8)))
                     || (operation == Operation.Completions && reader.ValueTextEquals("prompt"u8))
                     || (operation == Operation.Embeddings && reader.ValueTextEquals("input"u8));
                 var isTools = reader.ValueTextEquals("tools"u8) || reader.ValueTextEquals("functions"u8);

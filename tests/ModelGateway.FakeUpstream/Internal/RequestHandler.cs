@@ -42,7 +42,7 @@ internal sealed class RequestHandler
         _writer = new ResponseWriter(time);
         _shutdown = shutdown;
         var services = new WireServices(options, behaviors, new WireResponder(time), time);
-        _wires = [new AnthropicWire(services), new GeminiWire(services), new VertexWire(services), new BedrockWire(services)];
+        _wires = [new AnthropicWire(services), new GeminiWire(services), new VertexWire(services), new BedrockWire(services), new Responses.ResponsesWire(services), new Responses.OpenAIExtrasWire(services)];
     }
 
     public async Task HandleAsync(HttpContext context)

@@ -42,9 +42,18 @@ public sealed class RedisStallTests(RedisStallFixture fixture) : IClassFixture<R
         var (counted, countedId) = await CreateKeyAsync("""{"name":"stall-counted","rpm":100000,"tpm":100000000,"budget_daily_usd":1000}""");
         var (parallel, parallelId) = await CreateKeyAsync("""{"name":"stall-parallel","max_parallel_requests":3}""");
 
+        // Every replica checks both keys once before the freeze: a replica that has never seen a key cannot vouch
+        // for it while the key store is frozen (503 key_store_unavailable is right then), and on a loaded host the
+        // load alone may not reach every replica with every key within the first second.
+        foreach (var replica in Replicas)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await ChatAsync(replica, counted, "stall-fast")).Item1);
+            Assert.Equal(HttpStatusCode.OK, (await ChatAsync(replica, parallel, "stall-slow")).Item1);
+        }
+
         // Load on every replica: a counted key with fast answers, a parallel-limited key with slower ones.
         using var stop = new CancellationTokenSource();
-        var servedCounted = 0;
+        var servedCounted = Replicas.Length; // the warm-up's answers count too
         var unexpected = new ConcurrentBag<string>();
         var workers = new List<Task>();
         for (var w = 0; w < 4; w++)

@@ -12,12 +12,13 @@ internal sealed record AzureOpenAISettings(string ApiVersion);
 /// Azure OpenAI: the deployment name is in the URL, the key in <c>api-key</c>, and every call
 /// carries <c>api-version</c>. Bodies and responses are OpenAI's.
 /// </summary>
-internal sealed class AzureOpenAIAdapter : OpenAIWireAdapter
+internal sealed class AzureOpenAIAdapter : OpenAIWireAdapter, IRawForwardingAdapter
 {
     private readonly UpstreamForwarder _forwarder;
     private readonly HttpMessageInvoker _invoker;
     private readonly string _prefix;
     private readonly string _apiVersion;
+    private readonly Uri _responses;
     private readonly KeyValuePair<string, string>[] _headers;
     private readonly ConcurrentDictionary<(string Deployment, Wire.Operation Operation), Uri> _uris = new();
 
@@ -28,14 +29,28 @@ internal sealed class AzureOpenAIAdapter : OpenAIWireAdapter
         _invoker = invoker;
         _prefix = provider.BaseUri!.AbsoluteUri.TrimEnd('/');
         _apiVersion = provider.SettingsAs<AzureOpenAISettings>().ApiVersion;
+        _responses = new Uri(_prefix + "/openai/v1/responses");
         _headers = ProviderHeaders.Build(provider, provider.ApiKey is { } key ? new("api-key", key.Value) : null);
     }
+
+    /// <summary>Azure serves the Responses API too, on its v1 path (the deployment name goes in <c>model</c>).</summary>
+    public override bool PassesThrough(WireFormat wire) => wire is WireFormat.OpenAIChat or WireFormat.OpenAIResponses;
 
     public override ValueTask<UpstreamResponse> SendAsync(UpstreamRequest request, CancellationToken cancellationToken)
     {
         var operation = request.PassThrough ? request.Request.Operation : Wire.Operation.ChatCompletions;
-        var destination = GetUri(request.Deployment.UpstreamModel, operation);
+        var destination = request.PassThrough && request.Request.Protocol.Wire == WireFormat.OpenAIResponses
+            ? _responses
+            : GetUri(request.Deployment.UpstreamModel, operation);
         return _forwarder.SendAsync(request.Request, _invoker, _prefix, destination, BuildBody(request), _headers, signer: null, cancellationToken);
+    }
+
+    /// <summary>Azure's v1 API serves the OpenAI paths under <c>/openai/v1/</c> (stored responses, files, batches).</summary>
+    public Task<HttpResponseMessage> ForwardAsync(HttpRequestMessage message, CancellationToken cancellationToken)
+    {
+        message.RequestUri = new Uri(_prefix + "/openai/v1/" + message.RequestUri!.OriginalString);
+        ProviderHeaders.Apply(message, _headers);
+        return _invoker.SendAsync(message, cancellationToken);
     }
 
     private Uri GetUri(string deployment, Wire.Operation operation)

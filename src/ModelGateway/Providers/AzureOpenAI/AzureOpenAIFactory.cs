@@ -14,6 +14,8 @@ internal sealed class AzureOpenAIFactory(ProviderServices services) : ProviderAd
 
     public override DeploymentTier DefaultTier => DeploymentTier.Paas;
 
+    public override Capabilities Supports => base.Supports | ForwardedCapabilities.All;
+
     public override bool RequiresApiKey => true;
 
     protected override bool TakesApiVersion => true;

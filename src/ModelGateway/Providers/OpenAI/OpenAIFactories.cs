@@ -11,12 +11,14 @@ internal sealed class OpenAIFactory(ProviderServices services) : ProviderAdapter
 
     public override DeploymentTier DefaultTier => DeploymentTier.Saas;
 
+    public override Capabilities Supports => base.Supports | ForwardedCapabilities.All;
+
     public override Uri? DefaultBaseUrl { get; } = new("https://api.openai.com/v1");
 
     public override bool RequiresApiKey => true;
 
     public override IProviderAdapter Create(ProviderEndpoint provider)
-        => new OpenAIAdapter(provider, Services.Forwarder, Services.HttpClients.Get(provider.ConnectTimeout), Services.TimeProvider, Services.Options);
+        => new OpenAIAdapter(provider, Services.Forwarder, Services.HttpClients.Get(provider.ConnectTimeout), Services.TimeProvider, Services.Options, servesResponses: true);
 }
 
 /// <summary><c>kind: openai-compatible</c>: any server speaking OpenAI's API (vLLM, Ollama, TGI, Groq, Mistral...).</summary>
@@ -27,6 +29,8 @@ internal sealed class OpenAICompatibleFactory(ProviderServices services) : Provi
     public override string SemanticName => "openai_compatible";
 
     public override DeploymentTier DefaultTier => DeploymentTier.Iaas;
+
+    public override Capabilities Supports => base.Supports | ForwardedCapabilities.All;
 
     public override IProviderAdapter Create(ProviderEndpoint provider)
         => new OpenAIAdapter(provider, Services.Forwarder, Services.HttpClients.Get(provider.ConnectTimeout), Services.TimeProvider, Services.Options);

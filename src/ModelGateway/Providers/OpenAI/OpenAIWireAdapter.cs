@@ -30,7 +30,7 @@ internal abstract class OpenAIWireAdapter(TimeProvider timeProvider, GatewayOpti
 
     /// <summary>The client's body with <c>model</c> spliced, or the canonical request written as chat completions.</summary>
     protected static SplicedBody BuildBody(UpstreamRequest call) => call.PassThrough
-        ? UpstreamBody.ForOpenAI(call)
+        ? call.Request.Protocol.PassThroughBody(call)
         : SplicedBody.Whole(OpenAIChatWire.WriteRequest(call.Canonical, call.Deployment, call.Stream, includeUsage: true));
 }
 
@@ -38,7 +38,7 @@ internal abstract class OpenAIWireAdapter(TimeProvider timeProvider, GatewayOpti
 /// OpenAI and every server that speaks its API (vLLM, Ollama, TGI, LM Studio, Groq...): the key goes
 /// in <c>Authorization: Bearer</c>.
 /// </summary>
-internal sealed class OpenAIAdapter : OpenAIWireAdapter
+internal sealed class OpenAIAdapter : OpenAIWireAdapter, IRawForwardingAdapter
 {
     private readonly UpstreamForwarder _forwarder;
     private readonly HttpMessageInvoker _invoker;
@@ -46,11 +46,16 @@ internal sealed class OpenAIAdapter : OpenAIWireAdapter
     private readonly Uri _chat;
     private readonly Uri _completions;
     private readonly Uri _embeddings;
+    private readonly Uri _responses;
+    private readonly bool _servesResponses;
     private readonly KeyValuePair<string, string>[] _headers;
 
-    public OpenAIAdapter(ProviderEndpoint provider, UpstreamForwarder forwarder, HttpMessageInvoker invoker, TimeProvider timeProvider, GatewayOptions options)
+    // servesResponses is true for OpenAI itself: Responses API clients pass through to /responses.
+    // OpenAI-compatible servers speak chat completions (their Responses support varies), so those clients are translated.
+    public OpenAIAdapter(ProviderEndpoint provider, UpstreamForwarder forwarder, HttpMessageInvoker invoker, TimeProvider timeProvider, GatewayOptions options, bool servesResponses = false)
         : base(timeProvider, options)
     {
+        _servesResponses = servesResponses;
         _forwarder = forwarder;
         _invoker = invoker;
         var baseUrl = provider.BaseUri!.AbsoluteUri.TrimEnd('/');
@@ -58,18 +63,28 @@ internal sealed class OpenAIAdapter : OpenAIWireAdapter
         _chat = new Uri(baseUrl + "/chat/completions");
         _completions = new Uri(baseUrl + "/completions");
         _embeddings = new Uri(baseUrl + "/embeddings");
+        _responses = new Uri(baseUrl + "/responses");
         _headers = ProviderHeaders.Build(provider, provider.ApiKey is { } key ? new("Authorization", "Bearer " + key.Value) : null);
     }
 
+    public override bool PassesThrough(WireFormat wire) => wire == WireFormat.OpenAIChat || (_servesResponses && wire == WireFormat.OpenAIResponses);
+
     public override ValueTask<UpstreamResponse> SendAsync(UpstreamRequest request, CancellationToken cancellationToken)
     {
-        var destination = request.Request.Operation switch
+        var destination = request.PassThrough && request.Request.Protocol.Wire == WireFormat.OpenAIResponses ? _responses : request.Request.Operation switch
         {
             Wire.Operation.ChatCompletions => _chat,
             Wire.Operation.Completions => _completions,
             _ => _embeddings,
         };
         return _forwarder.SendAsync(request.Request, _invoker, _prefix, destination, BuildBody(request), _headers, signer: null, cancellationToken);
+    }
+
+    public Task<HttpResponseMessage> ForwardAsync(HttpRequestMessage message, CancellationToken cancellationToken)
+    {
+        message.RequestUri = new Uri(_prefix + "/" + message.RequestUri!.OriginalString);
+        ProviderHeaders.Apply(message, _headers);
+        return _invoker.SendAsync(message, cancellationToken);
     }
 }
 
@@ -91,5 +106,15 @@ internal static class ProviderHeaders
         }
 
         return [.. headers];
+    }
+
+    /// <summary>Puts the provider's headers on a request, replacing any the client sent under those names.</summary>
+    public static void Apply(HttpRequestMessage message, KeyValuePair<string, string>[] headers)
+    {
+        foreach (var (name, value) in headers)
+        {
+            message.Headers.Remove(name);
+            message.Headers.TryAddWithoutValidation(name, value);
+        }
     }
 }
