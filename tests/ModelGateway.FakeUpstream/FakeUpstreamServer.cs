@@ -146,6 +146,19 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         _behaviors.ClearForModel(upstreamModel);
     }
 
+    /// <summary>
+    /// Enforces a sliding-window request quota on one model, with that provider's headers (see
+    /// <see cref="UpstreamQuota"/>); null removes it. Applies on every wire, over whatever behaviour is chosen.
+    /// </summary>
+    public void SetQuota(string upstreamModel, UpstreamQuota? quota)
+    {
+        ArgumentNullException.ThrowIfNull(upstreamModel);
+        _behaviors.SetQuota(upstreamModel, quota, TimeProvider.System);
+    }
+
+    /// <summary>How many requests the model's quota has answered with 429.</summary>
+    public long QuotaRefusals(string upstreamModel) => _behaviors.QuotaRefusals(upstreamModel);
+
     /// <summary>Queues a one-shot behaviour for the next request of any model.</summary>
     public void Enqueue(UpstreamBehavior behavior)
     {

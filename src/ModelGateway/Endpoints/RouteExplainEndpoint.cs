@@ -118,7 +118,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
             json.WriteStartObject();
             WriteDeployment(json, view);
             json.WriteString("reason", Code(view.Exclusion));
-            json.WriteString("detail", Detail(view));
+            json.WriteString("detail", Detail(view, decision.ExpectedOutputTokens));
             json.WriteEndObject();
         }
 
@@ -198,15 +198,17 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         Exclusion.CircuitOpen => "circuit_open",
         Exclusion.CoolingDown => "cooling_down",
         Exclusion.RateLimited => "rate_limited",
+        Exclusion.Quota => "quota",
         _ => "at_capacity",
     };
 
-    private static string Detail(in CandidateView view) => view.Exclusion switch
+    private static string Detail(in CandidateView view, int expectedOutput) => view.Exclusion switch
     {
         Exclusion.ContextWindow => $"needs {view.InputTokens} input tokens plus max_tokens; context window is {view.ContextLimit}",
         Exclusion.MaxOutput => $"max_tokens {view.InputTokens} exceeds the deployment's limit of {view.ContextLimit}",
         Exclusion.CircuitOpen or Exclusion.CoolingDown or Exclusion.RateLimited => $"{RoutingDecision.Describe(view.Exclusion)}; back in {Durations.Format(view.Unavailable)}",
         Exclusion.AtCapacity => $"{view.Deployment.State.InFlight} of {view.Deployment.Capacity} slots in use",
+        Exclusion.Quota => view.Deployment.State.Quota.Describe(view.InputTokens + expectedOutput),
         _ => RoutingDecision.Describe(view.Exclusion),
     };
 }

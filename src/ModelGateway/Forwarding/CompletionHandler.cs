@@ -330,7 +330,7 @@ internal sealed partial class CompletionHandler(
                 "invalid_value",
                 "max_tokens"),
             Exclusion.CircuitOpen => ApiError.Unavailable($"Every deployment of '{route}' is failing and temporarily out of rotation.", retryAfter: decision.BlockingRetryAfter),
-            Exclusion.CoolingDown or Exclusion.RateLimited => ApiError.RateLimited($"Every deployment of '{route}' is at its rate limit.", decision.BlockingRetryAfter),
+            Exclusion.CoolingDown or Exclusion.RateLimited or Exclusion.Quota => ApiError.RateLimited($"Every deployment of '{route}' is at its rate limit.", decision.BlockingRetryAfter),
             Exclusion.AtCapacity => ApiError.Unavailable($"Every deployment of '{route}' is at capacity.", "capacity_exceeded", decision.BlockingRetryAfter),
             Exclusion.KeyConstraint => new ApiError(403, $"This API key may not use any deployment of '{route}'.", "invalid_request_error", "model_not_allowed", "model"),
             Exclusion.RouteConstraint => ApiError.Unavailable($"No deployment of '{route}' satisfies the route's constraints.", "no_eligible_deployment"),

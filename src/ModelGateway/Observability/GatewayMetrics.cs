@@ -101,6 +101,11 @@ internal sealed class GatewayMetrics
         meter.CreateObservableGauge("modelgateway.deployment.in_flight", () => ObserveInFlight(states), "{request}", "Requests in flight per deployment.");
         meter.CreateObservableCounter("modelgateway.log.events.dropped", () => logDrops?.Dropped ?? 0, "{event}",
             "Log lines dropped because the console could not keep up (the gateway never waits for its log).");
+
+        // Quotas.
+        _throttled = meter.CreateCounter<long>("modelgateway.upstream.throttled", "{response}", "429s (and throttling errors) received from upstreams, by deployment.");
+        meter.CreateObservableGauge("modelgateway.quota.remaining", () => ObserveQuotas(states), "{unit}",
+            "What the provider last said is left of a deployment's quota, net of what was sent since, by deployment and unit (requests, tokens).");
     }
 
     /// <summary>Lets the hourly-cost gauge read the catalog serving now, without a dependency cycle.</summary>
@@ -319,6 +324,34 @@ internal sealed class GatewayMetrics
         foreach (var state in states.All)
         {
             yield return new Measurement<int>((int)state.Circuit.Status, new KeyValuePair<string, object?>("deployment", state.Name));
+        }
+    }
+
+    private readonly Counter<long> _throttled;
+
+    /// <summary>Quotas: the upstream answered 429 (or its throttling error).</summary>
+    public void Throttled(Deployment deployment)
+    {
+        if (_throttled.Enabled)
+        {
+            _throttled.Add(1, new("deployment", deployment.Name), new("provider", deployment.Provider.Name));
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveQuotas(DeploymentStateRegistry states)
+    {
+        foreach (var state in states.All)
+        {
+            var (requests, tokens) = state.Quota.HeadroomNow();
+            if (requests is { } r)
+            {
+                yield return new Measurement<long>(r, new("deployment", state.Name), new("unit", "requests"));
+            }
+
+            if (tokens is { } t)
+            {
+                yield return new Measurement<long>(t, new("deployment", state.Name), new("unit", "tokens"));
+            }
         }
     }
 

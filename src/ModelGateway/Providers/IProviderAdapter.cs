@@ -56,6 +56,12 @@ internal interface IProviderAdapter
     /// </summary>
     EmbeddingResponse ParseEmbeddings(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
         => throw new NotSupportedException("This provider kind does not translate embeddings.");
+
+    /// <summary>
+    /// Quotas: what the response's headers say is left of the deployment's quota (on success and on 429).
+    /// Runs on every response: return at once, allocating nothing, when the provider's headers are absent.
+    /// </summary>
+    Routing.Quotas.QuotaReading ReadQuota(UpstreamResponse response) => default;
 }
 
 /// <summary>

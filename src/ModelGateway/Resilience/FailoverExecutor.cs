@@ -193,8 +193,9 @@ internal sealed partial class FailoverExecutor
         }
 
         // Moving to a deployment known to be healthy is not a retry storm: it never draws on the budget.
+        // Neither is leaving a deployment that said 429 (quotas): it is cooled down, so no request tries it twice.
         // Anything else does; when the budget is spent, only such a deployment may still be tried.
-        if (!state.NextCandidateIsKnownHealthy() && !_budget.TryWithdraw())
+        if (failed.Failure != AttemptFailure.RateLimited && !state.NextCandidateIsKnownHealthy() && !_budget.TryWithdraw())
         {
             if (!state.HasKnownHealthyCandidate())
             {
@@ -436,6 +437,7 @@ internal sealed partial class FailoverExecutor
         var deployment = call.Deployment;
         var adapter = deployment.Provider.Adapter;
         deployment.State.Enter();
+        deployment.State.Quota.Consume(call.Request.Decision is { } decision ? decision.EstimatedInputTokens + decision.ExpectedOutputTokens : 1);
         UpstreamResponse? response = null;
         var handedOver = false;
         try
@@ -453,7 +455,18 @@ internal sealed partial class FailoverExecutor
                     : AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The deployment could not be reached."), response.FailureDetail ?? "connection failed", startedAt: started));
             }
 
+            // Quotas: every answer, success or 429, may say what is left; a bare server says nothing and costs nothing here.
+            var quota = adapter.ReadQuota(response);
             var status = response.StatusCode;
+            if (!quota.IsEmpty)
+            {
+                deployment.State.Quota.Record(quota);
+            }
+            else if (status is >= 200 and <= 299)
+            {
+                deployment.State.Quota.Answered();
+            }
+
             if (status is < 200 or > 299)
             {
                 return Outcome.FromResult(await ClassifyErrorAsync(call, response, started, cancellationToken).ConfigureAwait(false));
@@ -691,6 +704,12 @@ internal sealed partial class FailoverExecutor
         if (error.Kind == UpstreamErrorKind.RateLimited)
         {
             deployment.State.CoolDown(error.RetryAfter ?? TimeSpan.FromSeconds(1));
+            _metrics.Throttled(deployment);
+            if (deployment.Provider.Adapter.ReadQuota(response).IsEmpty)
+            {
+                // No figures to read: the 429 itself is the lesson (quotas).
+                deployment.State.Quota.Throttled(error.RetryAfter ?? TimeSpan.FromSeconds(1));
+            }
         }
 
         return AttemptOutcome.FromUpstream(deployment, error, started);

@@ -23,6 +23,7 @@ internal sealed class DeploymentState
         Latency = new LatencyTracker(timeProvider, latencyWindow);
         Attempts = new RollingCounter(timeProvider);
         Errors = new RollingCounter(timeProvider);
+        Quota = new Quotas.QuotaState(timeProvider);
     }
 
     /// <summary>Attempts and failed attempts over the last minute, for the ops page.</summary>
@@ -98,6 +99,9 @@ internal sealed class DeploymentState
 
         return until > now ? TimeSpan.FromSeconds((until - now) / (double)_timeProvider.TimestampFrequency) : TimeSpan.Zero;
     }
+
+    /// <summary>Quotas: what the provider last said is left of this deployment's quota.</summary>
+    public Quotas.QuotaState Quota { get; }
 }
 
 /// <summary>Per-route counters that pace exploration, spread ties and drive weighted picks.</summary>

@@ -70,6 +70,13 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.TieBreak = i >= rotation ? i - rotation : i + views.Length - rotation;
             view.FetchesMedia = false;
             view.Exclusion = Check(request, route, caller, deployment, needs, now, ref view);
+            if (view.Exclusion == Exclusion.None && deployment.State.Quota.Blocks(now, view.InputTokens + expectedOutput, out var quotaWait))
+            {
+                // Quotas: the provider said what is left; sending more before its reset only earns a 429.
+                view.Exclusion = Exclusion.Quota;
+                view.Unavailable = quotaWait;
+            }
+
             if (view.Exclusion != Exclusion.None)
             {
                 var stage = Stage(view.Exclusion);

@@ -21,6 +21,9 @@ internal enum Exclusion : byte
     CoolingDown,
     RateLimited,
     AtCapacity,
+
+    /// <summary>Quotas: what the provider says is left will not cover this request before its window resets.</summary>
+    Quota,
 }
 
 /// <summary>Why the first candidate is first.</summary>
@@ -113,6 +116,7 @@ internal sealed class RoutingDecision
         Exclusion.CoolingDown => "cooling down after the provider returned 429",
         Exclusion.RateLimited => "at its RPM/TPM limit",
         Exclusion.AtCapacity => "at its concurrency capacity",
+        Exclusion.Quota => "the provider's quota will not cover the request before it resets",
         _ => "eligible",
     };
 }

@@ -56,8 +56,50 @@ internal sealed class BehaviorRegistry
         }
     }
 
-    /// <summary>Picks the behaviour for one request, consuming a queued one if it applies.</summary>
+    private readonly Dictionary<string, QuotaWindow> _quotas = new(StringComparer.Ordinal);
+
+    /// <summary>Enforces a sliding-window request quota on one model (null removes it).</summary>
+    public void SetQuota(string model, UpstreamQuota? quota, TimeProvider time)
+    {
+        lock (_gate)
+        {
+            if (quota is null)
+            {
+                _quotas.Remove(model);
+            }
+            else
+            {
+                _quotas[model] = new QuotaWindow(quota, time);
+            }
+        }
+    }
+
+    /// <summary>429s the model's quota has refused so far.</summary>
+    public long QuotaRefusals(string model)
+    {
+        lock (_gate)
+        {
+            return _quotas.TryGetValue(model, out var window) ? window.Refused : 0;
+        }
+    }
+
+    /// <summary>Picks the behaviour for one request, consuming a queued one if it applies, then applies the model's quota.</summary>
     public UpstreamBehavior Take(string? model)
+    {
+        var behavior = TakeUnlimited(model);
+        QuotaWindow? quota = null;
+        if (model is not null)
+        {
+            lock (_gate)
+            {
+                _quotas.TryGetValue(model, out quota);
+            }
+        }
+
+        return quota is null ? behavior : quota.Apply(behavior);
+    }
+
+    private UpstreamBehavior TakeUnlimited(string? model)
     {
         lock (_gate)
         {

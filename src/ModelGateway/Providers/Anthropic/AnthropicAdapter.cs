@@ -112,6 +112,9 @@ internal sealed class AnthropicAdapter : IProviderAdapter
     public UpstreamError Classify(UpstreamResponse response, ReadOnlySpan<byte> body, Deployment deployment)
         => AnthropicErrors.Classify(response, body, deployment, _timeProvider);
 
+    /// <summary>Quotas: <c>anthropic-ratelimit-*</c>.</summary>
+    public Routing.Quotas.QuotaReading ReadQuota(UpstreamResponse response) => Routing.Quotas.QuotaHeaders.ReadAnthropic(response, _timeProvider);
+
     public IStreamDecoder OpenStream(Stream body, UpstreamRequest request)
         => new AnthropicStreamDecoder(body, request.Deployment, UsesJsonTool(request), _options.MaxUpstreamEventBytes);
 

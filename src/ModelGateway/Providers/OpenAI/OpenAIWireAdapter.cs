@@ -20,6 +20,9 @@ internal abstract class OpenAIWireAdapter(TimeProvider timeProvider, GatewayOpti
     public UpstreamError Classify(UpstreamResponse response, ReadOnlySpan<byte> body, Deployment deployment)
         => OpenAIErrors.Classify(response, body, deployment, TimeProvider);
 
+    /// <summary>Quotas: <c>x-ratelimit-*</c>, sent by OpenAI, Azure OpenAI and most OpenAI-compatible servers.</summary>
+    public Routing.Quotas.QuotaReading ReadQuota(UpstreamResponse response) => Routing.Quotas.QuotaHeaders.ReadOpenAI(response);
+
     public IStreamDecoder OpenStream(Stream body, UpstreamRequest request) => new OpenAIChunkDecoder(body, request.Deployment, options.MaxUpstreamEventBytes);
 
     public ChatResponse ParseResponse(ReadOnlySpan<byte> body, UpstreamRequest request, out UpstreamError? error)
