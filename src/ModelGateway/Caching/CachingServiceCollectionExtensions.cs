@@ -1,8 +1,5 @@
 using Microsoft.Extensions.Caching.Hybrid;
-using Microsoft.Extensions.Caching.StackExchangeRedis;
 using ModelGateway.State;
-using ModelGateway.State.Redis;
-using StackExchange.Redis;
 
 namespace ModelGateway.Caching;
 
@@ -22,16 +19,12 @@ internal static class CachingServiceCollectionExtensions
             options.MaximumKeyLength = 1024;
         });
 
-        if (!string.IsNullOrWhiteSpace(configuration[$"{StateOptions.Section}:{nameof(StateOptions.Redis)}"]))
+        var redis = configuration[$"{StateOptions.Section}:{nameof(StateOptions.Redis)}"];
+        if (!string.IsNullOrWhiteSpace(redis))
         {
-            services.AddStackExchangeRedisCache(_ => { });
-            services.AddOptions<RedisCacheOptions>().Configure<IServiceProvider>(static (options, sp) =>
-            {
-                var redis = sp.GetRequiredService<RedisConnection>();
-                options.ConnectionMultiplexerFactory = () => redis.Multiplexer is { } multiplexer
-                    ? Task.FromResult<IConnectionMultiplexer>(multiplexer)
-                    : throw new InvalidOperationException("Redis is not connected yet.");
-            });
+            // The cache gets a connection of its own: RedisCache closes the multiplexer it holds when the host
+            // disposes it, and sharing the state store's would cut the usage flush a replica makes on its way out.
+            services.AddStackExchangeRedisCache(options => options.Configuration = redis);
         }
 
         services.AddSingleton<ResponseCache>();
