@@ -79,7 +79,18 @@ internal enum ToolChoiceKind : byte
 internal sealed record ToolChoice(ToolChoiceKind Kind, string? Name = null);
 
 /// <summary>Structured output: JSON, optionally matching <see cref="Schema"/>.</summary>
-internal sealed record OutputFormat(ResponseFormatKind Kind, string? Name = null, JsonElement? Schema = null, bool? Strict = null);
+internal sealed record OutputFormat(ResponseFormatKind Kind, string? Name = null, JsonElement? Schema = null, bool? Strict = null)
+{
+    /// <summary>
+    /// A JSON-schema format from OpenAI's definition object (<c>{name, schema, strict}</c>): chat completions nest
+    /// it in <c>response_format.json_schema</c>, the Responses API puts it in <c>text.format</c> itself.
+    /// </summary>
+    public static OutputFormat JsonSchema(JsonElement definition) => new(
+        ResponseFormatKind.JsonSchema,
+        JsonFields.String(definition, "name"),
+        definition.ValueKind == JsonValueKind.Object && definition.TryGetProperty("schema", out var schema) && schema.ValueKind == JsonValueKind.Object ? schema.Clone() : null,
+        JsonFields.Boolean(definition, "strict"));
+}
 
 /// <summary>How hard the model should think: an effort level and/or a token budget.</summary>
 internal sealed record ReasoningRequest(string? Effort, int? BudgetTokens);

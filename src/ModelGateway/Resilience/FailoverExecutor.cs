@@ -469,7 +469,7 @@ internal sealed partial class FailoverExecutor
 
             if (status is < 200 or > 299)
             {
-                return Outcome.FromResult(await ClassifyErrorAsync(call, response, started, cancellationToken).ConfigureAwait(false));
+                return Outcome.FromResult(await ClassifyErrorAsync(call, response, quota.IsEmpty, started, cancellationToken).ConfigureAwait(false));
             }
 
             var body = await response.GetBodyAsync(cancellationToken).ConfigureAwait(false);
@@ -673,7 +673,7 @@ internal sealed partial class FailoverExecutor
     }
 
     // A non-2xx answer: the provider's adapter says what it means; a rate limit cools the deployment down.
-    private async ValueTask<AttemptOutcome> ClassifyErrorAsync(UpstreamRequest call, UpstreamResponse response, long started, CancellationToken cancellationToken)
+    private async ValueTask<AttemptOutcome> ClassifyErrorAsync(UpstreamRequest call, UpstreamResponse response, bool saidNoQuota, long started, CancellationToken cancellationToken)
     {
         var deployment = call.Deployment;
         byte[]? buffer = null;
@@ -705,7 +705,7 @@ internal sealed partial class FailoverExecutor
         {
             deployment.State.CoolDown(error.RetryAfter ?? TimeSpan.FromSeconds(1));
             _metrics.Throttled(deployment);
-            if (deployment.Provider.Adapter.ReadQuota(response).IsEmpty)
+            if (saidNoQuota)
             {
                 // No figures to read: the 429 itself is the lesson (quotas).
                 deployment.State.Quota.Throttled(error.RetryAfter ?? TimeSpan.FromSeconds(1));

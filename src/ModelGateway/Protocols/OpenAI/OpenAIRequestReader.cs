@@ -263,12 +263,7 @@ internal static class OpenAIRequestReader
         switch (String(value, "type"))
         {
             case "json_schema":
-                var schema = value.TryGetProperty("json_schema", out var s) && s.ValueKind == JsonValueKind.Object ? s : default;
-                return new OutputFormat(
-                    ResponseFormatKind.JsonSchema,
-                    schema.ValueKind == JsonValueKind.Object ? String(schema, "name") : null,
-                    schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("schema", out var body) ? body.Clone() : null,
-                    schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null);
+                return OutputFormat.JsonSchema(value.TryGetProperty("json_schema", out var definition) ? definition : default);
             case "json_object":
                 return new OutputFormat(ResponseFormatKind.JsonObject);
             default:
@@ -276,6 +271,5 @@ internal static class OpenAIRequestReader
         }
     }
 
-    private static string? String(JsonElement element, string name)
-        => element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+    private static string? String(JsonElement element, string name) => JsonFields.String(element, name);
 }

@@ -301,21 +301,19 @@ internal static partial class RequestParser
 
             if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
             {
-                problem = new("The request body must be a single JSON object.", null);
+                problem = OpenAIBodyProblems.NotSingleObject;
                 return false;
             }
         }
         catch (JsonException ex)
         {
-            problem = ex.Message.Contains("maximum configured depth", StringComparison.OrdinalIgnoreCase)
-                ? new($"The JSON body is nested more than {maxDepth} levels deep.", null)
-                : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
+            problem = OpenAIBodyProblems.Unparsable(ex, maxDepth);
             return false;
         }
         catch (InvalidEscapeException)
         {
             // A string whose \u escapes are a lone surrogate: well-formed JSON, but not text.
-            problem = new("We could not parse the JSON body of your request: a string holds a \\u escape of a lone surrogate, which is not valid Unicode.", null, "invalid_unicode");
+            problem = OpenAIBodyProblems.LoneSurrogate;
             return false;
         }
 

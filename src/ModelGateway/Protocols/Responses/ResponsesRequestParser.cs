@@ -293,20 +293,18 @@ internal static class ResponsesRequestParser
 
             if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
             {
-                problem = new("The request body must be a single JSON object.", null);
+                problem = OpenAIBodyProblems.NotSingleObject;
                 return false;
             }
         }
         catch (JsonException ex)
         {
-            problem = ex.Message.Contains("maximum configured depth", StringComparison.OrdinalIgnoreCase)
-                ? new($"The JSON body is nested more than {maxDepth} levels deep.", null)
-                : new("We could not parse the JSON body of your request. The API expects a JSON payload; what was sent was not valid JSON.", null);
+            problem = OpenAIBodyProblems.Unparsable(ex, maxDepth);
             return false;
         }
         catch (InvalidOperationException)
         {
-            problem = new("We could not parse the JSON body of your request: a string holds a \\u escape of a lone surrogate, which is not valid Unicode.", null, "invalid_unicode");
+            problem = OpenAIBodyProblems.LoneSurrogate;
             return false;
         }
 

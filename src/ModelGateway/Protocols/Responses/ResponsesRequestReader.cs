@@ -169,18 +169,13 @@ internal static class ResponsesRequestReader
 
         request.Format = String(format, "type") switch
         {
-            "json_schema" => new OutputFormat(
-                ResponseFormatKind.JsonSchema,
-                String(format, "name"),
-                format.TryGetProperty("schema", out var schema) && schema.ValueKind == JsonValueKind.Object ? schema.Clone() : null,
-                format.TryGetProperty("strict", out var strict) && strict.ValueKind is JsonValueKind.True or JsonValueKind.False ? strict.GetBoolean() : null),
+            "json_schema" => OutputFormat.JsonSchema(format),
             "json_object" => new OutputFormat(ResponseFormatKind.JsonObject),
             _ => null,
         };
     }
 
-    internal static string? String(JsonElement element, string name)
-        => element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+    internal static string? String(JsonElement element, string name) => JsonFields.String(element, name);
 
     /// <summary>Turns input items into canonical turns, joining what belongs to one turn.</summary>
     private sealed class ItemReader(ChatRequest request)
