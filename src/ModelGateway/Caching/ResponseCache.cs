@@ -401,21 +401,21 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         var entry = CachedAnswer.From(answer, request.Usage, cost, deployment.Name, timeProvider.GetUtcNow().ToUnixTimeMilliseconds());
 
         // Identical requests waiting on this call get its answer even when it is not stored (cut by length):
-        // it is the answer each of them would have been given.
-        EndFlight(plan, entry);
-        if (!Storable(answer.Finish, plan))
-        {
-            return;
-        }
-
-        var bytes = entry.Serialize();
-        if (bytes.Length > plan.Settings.MaxEntryBytes)
-        {
-            return;
-        }
-
+        // it is the answer each of them would have been given. The flight ends only after the entry is written,
+        // so a request arriving meanwhile either joins the flight or finds the entry, never a gap between them.
         try
         {
+            if (!Storable(answer.Finish, plan))
+            {
+                return;
+            }
+
+            var bytes = entry.Serialize();
+            if (bytes.Length > plan.Settings.MaxEntryBytes)
+            {
+                return;
+            }
+
             var entryOptions = new HybridCacheEntryOptions { Expiration = plan.Ttl, LocalCacheExpiration = plan.Ttl };
             await cache.SetAsync(plan.Key, bytes, entryOptions, [CacheKey.RouteTag(request.Route!.Name), CacheKey.OwnerTag(plan.Owner), CacheKey.RouteOwnerTag(request.Route!.Name, plan.Owner)], CancellationToken.None).ConfigureAwait(false);
             _metrics.Stored(request.Route!.Name);
@@ -423,6 +423,10 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LogWriteFailed(logger, request.RequestId, ex);
+        }
+        finally
+        {
+            EndFlight(plan, entry);
         }
     }
 
