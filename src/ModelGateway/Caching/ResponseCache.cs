@@ -220,8 +220,7 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
                 catch (TimeoutException)
                 {
                     var response = request.HttpContext.Response;
-                    ResponseRelay.StartEventStream(response);
-                    response.BodyWriter.Write(": keep-alive\n\n"u8);
+                    Routing.Signals.ServedByNotice.WriteKeepAlive(response, route.Name);
                     await response.BodyWriter.FlushAsync(deadline.Token).ConfigureAwait(false);
                 }
             }

@@ -211,6 +211,11 @@ internal sealed partial class CompletionHandler(
             {
                 WriteRoutingHeaders(context.Response, request, deployment, outcome);
             }
+            else if (outcome.IsStream)
+            {
+                // Keep-alives took the headers out before the deployment was known: name it in the stream.
+                Routing.Signals.ServedByNotice.WriteDeploymentComment(context.Response, deployment.Name);
+            }
 
             Canonical.ChatResponse? cacheable = null;
             if (request.CachePlan is { } plan)
@@ -288,8 +293,7 @@ internal sealed partial class CompletionHandler(
             catch (TimeoutException)
             {
                 // Comments are invisible to SSE clients but keep load balancers from cutting an idle connection.
-                ResponseRelay.StartEventStream(response);
-                response.BodyWriter.Write(": keep-alive\n\n"u8);
+                Routing.Signals.ServedByNotice.WriteKeepAlive(response, request.Route!.Name);
                 await response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
         }
@@ -297,6 +301,7 @@ internal sealed partial class CompletionHandler(
 
     private async Task FailAsync(GatewayRequest request, ApiError error)
     {
+        error = Routing.Signals.ServedByNotice.NameFailures(request.HttpContext.Response, request.Attempts, error);
         request.StatusCode = error.Status;
         request.ErrorCode ??= error.Code ?? error.Type;
         var context = request.HttpContext;
