@@ -171,6 +171,9 @@ public static class GatewayApplication
         // Resilience: deployments whose circuit is open are probed back into service.
         services.AddHostedService<HealthProber>();
 
+        // Live load signals: self-hosted servers' own queue, scraped off the request path.
+        Routing.Signals.LoadSignalsServiceCollectionExtensions.AddLoadSignals(services);
+
         // Caching: the per-route response cache.
         services.AddResponseCaching(configuration);
     }

@@ -36,6 +36,14 @@ public sealed class FakeUpstreamOptions
     /// </summary>
     public bool FastMode { get; init; }
 
+    /// <summary>
+    /// Queueing capacity, as a self-hosted server (vLLM, TGI) has it: at most this many model requests run at
+    /// once, the rest wait in a queue (their wait adds to the time to first token). Null: no limit. With slots,
+    /// <c>GET /metrics</c> answers vLLM-style Prometheus text (<c>vllm:num_requests_waiting</c>,
+    /// <c>vllm:num_requests_running</c>, <c>vllm:kv_cache_usage_perc</c>).
+    /// </summary>
+    public int? Slots { get; init; }
+
     /// <summary>Length of embedding vectors when the request does not ask for <c>dimensions</c>.</summary>
     public int EmbeddingDimensions { get; init; } = 8;
 }

@@ -129,7 +129,7 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         }
 
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new FakeUpstreamServer(app, behaviors, recorder, shutdown, new Uri(address).Port);
+        return new FakeUpstreamServer(app, behaviors, recorder, shutdown, new Uri(address).Port) { _slots = handler.Slots };
     }
 
     /// <summary>Sets a sticky behaviour for one model (as <see cref="RecordedRequest.Model"/> names it on its wire).</summary>
@@ -183,6 +183,20 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(predicate);
         return _recorder.WaitAsync(predicate, timeout);
     }
+
+    private SlotGate? _slots;
+
+    /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: model requests running now.</summary>
+    public int SlotsRunning => _slots?.Running ?? 0;
+
+    /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: model requests waiting for a slot now.</summary>
+    public int SlotsWaiting => _slots?.Waiting ?? 0;
+
+    /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: the most model requests ever running at once.</summary>
+    public int MaxConcurrent => _slots?.MaxRunning ?? 0;
+
+    /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: how many times <c>GET /metrics</c> was answered.</summary>
+    public long MetricsScrapes => _slots?.Scrapes ?? 0;
 
     /// <summary>Forgets recorded requests and resets <see cref="RequestCount"/>.</summary>
     public void ClearRecorded() => _recorder.Clear();

@@ -5,12 +5,12 @@ namespace ModelGateway.FakeUpstream;
 
 /// <summary>
 /// Runs the fake as a process for the load harness:
-/// <c>[--port N] [--fast] [--chunks N] [--chunk-delay-ms N] [--first-chunk-delay-ms N] [--api-key KEY]</c>.
+/// <c>[--port N] [--fast] [--chunks N] [--chunk-delay-ms N] [--first-chunk-delay-ms N] [--api-key KEY] [--slots N]</c>.
 /// </summary>
 internal static class Program
 {
     private const string Usage =
-        "usage: ModelGateway.FakeUpstream [--port N] [--fast] [--chunks N] [--chunk-delay-ms N] [--first-chunk-delay-ms N] [--api-key KEY]";
+        "usage: ModelGateway.FakeUpstream [--port N] [--fast] [--chunks N] [--chunk-delay-ms N] [--first-chunk-delay-ms N] [--api-key KEY] [--slots N]";
 
     public static async Task<int> Main(string[] args)
     {
@@ -47,6 +47,7 @@ internal static class Program
     {
         var port = 0;
         var fast = false;
+        int? slots = null;
         string? apiKey = null;
         behavior = new UpstreamBehavior();
         options = new FakeUpstreamOptions();
@@ -85,7 +86,10 @@ internal static class Program
                 case "--first-chunk-delay-ms" when TryInt(value, 0, int.MaxValue, out var firstDelay):
                     behavior = behavior with { FirstChunkDelay = TimeSpan.FromMilliseconds(firstDelay) };
                     continue;
-                case "--port" or "--chunks" or "--chunk-delay-ms" or "--first-chunk-delay-ms":
+                case "--slots" when TryInt(value, 1, 100_000, out var parsedSlots):
+                    slots = parsedSlots;
+                    continue;
+                case "--port" or "--slots" or "--chunks" or "--chunk-delay-ms" or "--first-chunk-delay-ms":
                     error = $"{name}: '{value}' is not a valid number";
                     return false;
                 default:
@@ -94,7 +98,7 @@ internal static class Program
             }
         }
 
-        options = new FakeUpstreamOptions { Port = port, FastMode = fast, ExpectedApiKey = apiKey };
+        options = new FakeUpstreamOptions { Port = port, FastMode = fast, ExpectedApiKey = apiKey, Slots = slots };
         return true;
     }
 

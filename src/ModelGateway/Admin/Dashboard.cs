@@ -175,6 +175,7 @@ internal sealed class DashboardState(
                     json.WriteNull("capacity");
                 }
 
+                Routing.Signals.LoadJson.Write(json, deployment, timeProvider.GetUtcNow());
                 json.WriteNumber("requests_per_second", Math.Round(attempts / 60.0, 2));
                 json.WriteNumber("error_rate", attempts == 0 ? 0 : Math.Round(failed / (double)attempts, 4));
                 Ms(json, "latency_p50_ms", latency.DurationP50);

@@ -159,6 +159,9 @@ internal sealed class Deployment
     public required CircuitBreakerSettings CircuitBreaker { get; init; }
     public required SimulationSettings? Simulation { get; init; }
 
+    /// <summary>Live load signals (issue 18): where the server reports its queue, or null.</summary>
+    public Routing.Signals.LoadMetricsSettings? Metrics { get; init; }
+
     /// <summary>Live state (in-flight count, latency window, circuit). Survives reloads while the name does.</summary>
     public DeploymentState State { get; set; } = null!;
 

@@ -283,6 +283,7 @@ internal sealed partial class CatalogBuilder(
             }
 
             Positive(doc.Capacity, path + ".capacity", errors);
+            var metrics = Routing.Signals.LoadMetricsSettings.Build(doc.Metrics, provider?.Kind, path + ".metrics", errors);
             Positive(doc.Limits?.Rpm, path + ".limits.rpm", errors);
             Positive(doc.Limits?.Tpm, path + ".limits.tpm", errors);
             var pricing = ParsePricing(doc.Pricing, path + ".pricing", errors);
@@ -340,6 +341,7 @@ internal sealed partial class CatalogBuilder(
                 Pricing = pricing,
                 Capabilities = capabilities,
                 Capacity = doc.Capacity,
+                Metrics = metrics,
                 RpmLimit = doc.Limits?.Rpm,
                 TpmLimit = doc.Limits?.Tpm,
                 Region = doc.Region ?? provider.Region,

@@ -111,6 +111,9 @@ public sealed class DeploymentDocument
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public SimulationDocument? Simulate { get; set; }
 
+    // Live load signals (issue 18): the server's own Prometheus endpoint.
+    public Routing.Signals.MetricsDocument? Metrics { get; set; }
+
     // Client URLs (issue 22, Providers/Media): replaces the provider's mediaFetch as a whole.
     public MediaFetchDocument? MediaFetch { get; set; }
 }

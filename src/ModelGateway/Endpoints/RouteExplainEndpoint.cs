@@ -13,7 +13,7 @@ namespace ModelGateway.Endpoints;
 /// gateway would make: ranked candidates with estimated tokens, cost and live latency, and why each
 /// excluded deployment was left out.
 /// </summary>
-internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
+internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router, TimeProvider timeProvider)
 {
     public async Task ExplainAsync(HttpContext context)
     {
@@ -37,13 +37,13 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         context.Response.ContentType = "application/json";
         await using (var json = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Indented))
         {
-            Write(json, request, decision);
+            Write(json, request, decision, timeProvider.GetUtcNow());
         }
 
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
     }
 
-    private static void Write(Utf8JsonWriter json, GatewayRequest request, RoutingDecision decision)
+    private static void Write(Utf8JsonWriter json, GatewayRequest request, RoutingDecision decision, DateTimeOffset now)
     {
         var route = decision.Route;
         json.WriteStartObject();
@@ -88,7 +88,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
             rank++;
             json.WriteStartObject();
             json.WriteNumber("rank", rank);
-            WriteDeployment(json, view);
+            WriteDeployment(json, view, now);
             json.WriteNumber("estimated_cost_usd", Math.Round(view.Cost, 8));
             json.WriteNumber("score", double.IsNegativeInfinity(view.Score) ? -1 : Math.Round(view.Score, 8));
             if (decision.Slo is not null)
@@ -97,7 +97,15 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
                 json.WriteBoolean("meets_slo", view.MeetsSlo);
             }
 
-            if (view.FetchesMedia)
+            if (view.Queueing)
+            {
+                // Live load signals: tried only after every candidate whose server is not queueing.
+                json.WriteBoolean("queueing", true);
+                json.WriteString("note", view.Deployment.State.Load.Reading is { } reading
+                    ? Routing.Signals.LoadSignal.Describe(reading, now, view.Deployment.Metrics!)
+                    : "queueing");
+            }
+            else if (view.FetchesMedia)
             {
                 json.WriteBoolean("fetches_media_urls", true);
                 json.WriteString("note", "needs images and documents inline: the gateway would fetch the request's URLs for it (mediaFetch), so it ranks after every deployment that takes URLs as they are");
@@ -116,7 +124,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
             }
 
             json.WriteStartObject();
-            WriteDeployment(json, view);
+            WriteDeployment(json, view, now);
             json.WriteString("reason", Code(view.Exclusion));
             json.WriteString("detail", Detail(view, decision.ExpectedOutputTokens));
             json.WriteEndObject();
@@ -126,7 +134,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         json.WriteEndObject();
     }
 
-    private static void WriteDeployment(Utf8JsonWriter json, in CandidateView view)
+    private static void WriteDeployment(Utf8JsonWriter json, in CandidateView view, DateTimeOffset now)
     {
         var deployment = view.Deployment;
         var state = deployment.State;
@@ -159,6 +167,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router)
         }
 
         json.WriteString("circuit", state.Circuit.Status.ToString().ToLowerInvariant());
+        Routing.Signals.LoadJson.Write(json, deployment, now);
         var snapshot = state.Latency.Snapshot;
         json.WriteStartObject("latency");
         WriteMs(json, "ewma_ttft_ms", state.Latency.IsFresh ? state.Latency.EwmaTtftMs : double.NaN);

@@ -100,6 +100,9 @@ internal sealed class DeploymentState
         return until > now ? TimeSpan.FromSeconds((until - now) / (double)_timeProvider.TimestampFrequency) : TimeSpan.Zero;
     }
 
+    /// <summary>Live load signals: the server's last scraped queue, for deployments with <c>metrics</c>.</summary>
+    public Signals.LoadSignal Load { get; } = new();
+
     /// <summary>Quotas: what the provider last said is left of this deployment's quota.</summary>
     public Quotas.QuotaState Quota { get; }
 }

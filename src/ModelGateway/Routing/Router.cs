@@ -69,6 +69,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.InputTokens = estimate;
             view.TieBreak = i >= rotation ? i - rotation : i + views.Length - rotation;
             view.FetchesMedia = false;
+            view.Queueing = false;
             view.Exclusion = Check(request, route, caller, deployment, needs, now, ref view);
             if (view.Exclusion == Exclusion.None && deployment.State.Quota.Blocks(now, view.InputTokens + expectedOutput, out var quotaWait))
             {
@@ -100,6 +101,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             }
 
             eligible++;
+            view.Queueing = deployment.Metrics is { } loadMetrics && Signals.LoadGate.IsQueueing(deployment.State.Load, loadMetrics, timeProvider.GetUtcNow());
             view.InFlight = deployment.State.InFlight;
             view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
             view.LatencyMs = Latency(deployment, info.Stream, now);
@@ -435,7 +437,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             {
                 var weight = Weight(route, view.Position);
                 total += weight;
-                takers += view.FetchesMedia ? 0 : weight;
+                takers += view.Deferred ? 0 : weight;
             }
         }
 
@@ -450,7 +452,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         var point = (counter * GoldenRatio % 1.0) * total;
         foreach (ref var view in views)
         {
-            if (view.Exclusion != Exclusion.None || (skipFetchers && view.FetchesMedia))
+            if (view.Exclusion != Exclusion.None || (skipFetchers && view.Deferred))
             {
                 continue;
             }
@@ -486,7 +488,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         for (var i = 0; i < views.Length; i++)
         {
             ref var view = ref views[i];
-            if (view.Exclusion != Exclusion.None || view.FetchesMedia)
+            if (view.Exclusion != Exclusion.None || view.Deferred)
             {
                 continue;
             }
@@ -509,7 +511,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
 
     // Whoever takes the request's media URLs as they are comes before whoever would need them fetched, whatever the scores.
     private static bool Better(in CandidateView a, in CandidateView b)
-        => a.FetchesMedia != b.FetchesMedia ? !a.FetchesMedia : a.Score < b.Score || (a.Score == b.Score && a.TieBreak < b.TieBreak);
+        => a.Deferred != b.Deferred ? !a.Deferred : a.Score < b.Score || (a.Score == b.Score && a.TieBreak < b.TieBreak);
 
     // Keeps the best few in order in one pass: failover rarely needs more than three or four.
     private static void SelectTop(Span<CandidateView> views, Deployment[] ranked)

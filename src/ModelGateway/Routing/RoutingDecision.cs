@@ -59,6 +59,12 @@ internal struct CandidateView
 
     /// <summary>Eligible, but only by having the gateway fetch the request's media URLs: ranked after every candidate that takes them.</summary>
     public bool FetchesMedia;
+
+    /// <summary>Live load signals: a fresh scrape says the server queues; ranked after every candidate that does not.</summary>
+    public bool Queueing;
+
+    /// <summary>Eligible, but tried only when no candidate without a reason to wait is left.</summary>
+    public readonly bool Deferred => FetchesMedia || Queueing;
 }
 
 /// <summary>

@@ -41,11 +41,35 @@ internal sealed class RequestHandler
         _time = time;
         _writer = new ResponseWriter(time);
         _shutdown = shutdown;
+        Slots = options.Slots is { } slots ? new SlotGate(slots) : null;
         var services = new WireServices(options, behaviors, new WireResponder(time), time);
         _wires = [new AnthropicWire(services), new GeminiWire(services), new VertexWire(services), new BedrockWire(services), new Responses.ResponsesWire(services), new Responses.OpenAIExtrasWire(services)];
     }
 
-    public async Task HandleAsync(HttpContext context)
+    /// <summary>The queueing capacity (<see cref="FakeUpstreamOptions.Slots"/>), or null when unlimited.</summary>
+    public SlotGate? Slots { get; }
+
+    public Task HandleAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (Slots is { } gate)
+        {
+            if (HttpMethods.IsGet(request.Method) && request.Path.Equals("/metrics", StringComparison.Ordinal))
+            {
+                context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                return context.Response.WriteAsync(gate.Metrics(DefaultModel), context.RequestAborted);
+            }
+
+            if (HttpMethods.IsPost(request.Method))
+            {
+                return gate.RunAsync(() => HandleModelRequestAsync(context), context.RequestAborted);
+            }
+        }
+
+        return HandleModelRequestAsync(context);
+    }
+
+    private async Task HandleModelRequestAsync(HttpContext context)
     {
         var request = context.Request;
         foreach (var wire in _wires)
