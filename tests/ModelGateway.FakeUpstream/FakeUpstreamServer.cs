@@ -192,8 +192,11 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
     /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: model requests waiting for a slot now.</summary>
     public int SlotsWaiting => _slots?.Waiting ?? 0;
 
-    /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: the most model requests ever running at once.</summary>
-    public int MaxConcurrent => _slots?.MaxRunning ?? 0;
+    /// <summary>
+    /// With <see cref="FakeUpstreamOptions.Slots"/>: the most model requests ever inside the box at once, running
+    /// or queued for a slot. At most the slot count when nobody sends it more than it can run.
+    /// </summary>
+    public int MaxConcurrent => _slots?.MaxInside ?? 0;
 
     /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: how many times <c>GET /metrics</c> was answered.</summary>
     public long MetricsScrapes => _slots?.Scrapes ?? 0;

@@ -35,9 +35,11 @@ internal sealed partial class FailoverExecutor
     private readonly ILogger<FailoverExecutor> _logger;
     private readonly GatewayOptions _options;
     private readonly GatewayTracing _tracing;
+    private readonly Routing.Signals.FleetCapacity? _fleet;
 
-    public FailoverExecutor(RetryBudget budget, TimeProvider timeProvider, IRateLimiter limiter, GatewayMetrics metrics, GatewayTracing tracing, GatewayOptions options, ILogger<FailoverExecutor> logger)
+    public FailoverExecutor(RetryBudget budget, TimeProvider timeProvider, IRateLimiter limiter, GatewayMetrics metrics, GatewayTracing tracing, GatewayOptions options, ILogger<FailoverExecutor> logger, Routing.Signals.FleetCapacity? fleet = null)
     {
+        _fleet = fleet;
         _tracing = tracing;
         _budget = budget;
         _timeProvider = timeProvider;
@@ -229,11 +231,20 @@ internal sealed partial class FailoverExecutor
             for (var retry = 0; ; retry++)
             {
                 context.Properties.Set(DeploymentCircuit.AttemptTimeout, FirstByteTimeout(request, deployment));
+                if (_fleet is not null && !await _fleet.TryLeaseAsync(deployment, request.Route.Resilience.TotalTimeout, context.CancellationToken).ConfigureAwait(false))
+                {
+                    // Live load signals: the replicas sharing Redis already fill this deployment's capacity.
+                    _metrics.Rejected("deployment", "fleet_capacity", request);
+                    state.Skip(deployment, Exclusion.AtCapacity, TimeSpan.FromSeconds(1));
+                    break;
+                }
+
                 var call = new UpstreamRequest(request, deployment, deployment.Provider.Adapter.PassesThrough(request.Protocol.Wire)) { AskForStreamUsage = request.Info.Stream && deployment.StreamUsage };
                 var outcome = await RunInCircuitAsync(context, state, deployment, call).ConfigureAwait(false);
                 if (outcome is null)
                 {
                     // The circuit refused (open, or its one recovery test is taken): on to the next candidate.
+                    Routing.Signals.FleetCapacity.ReleaseUnused(deployment);
                     break;
                 }
 

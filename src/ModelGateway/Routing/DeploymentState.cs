@@ -53,7 +53,14 @@ internal sealed class DeploymentState
         Interlocked.Increment(ref _requests);
     }
 
-    public void Exit() => Interlocked.Decrement(ref _inFlight);
+    public void Exit()
+    {
+        Interlocked.Decrement(ref _inFlight);
+        FleetLeases.ReleaseOne();
+    }
+
+    /// <summary>Fleet-wide capacity leases this replica holds (Redis state only); one goes back as each attempt ends.</summary>
+    public Signals.FleetLeases FleetLeases { get; } = new();
 
     public void CountFailure()
     {

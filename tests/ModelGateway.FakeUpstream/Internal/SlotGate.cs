@@ -14,6 +14,8 @@ internal sealed class SlotGate(int slots)
     private int _running;
     private int _waiting;
     private int _maxRunning;
+    private int _inside;
+    private int _maxInside;
     private long _scrapes;
 
     public int Slots { get; } = slots;
@@ -25,35 +27,49 @@ internal sealed class SlotGate(int slots)
     /// <summary>The most requests ever running at once: never more than <see cref="Slots"/>.</summary>
     public int MaxRunning => Volatile.Read(ref _maxRunning);
 
+    /// <summary>The most requests ever inside the box at once, running or queued: what a fleet-wide limit keeps down.</summary>
+    public int MaxInside => Volatile.Read(ref _maxInside);
+
     /// <summary>Requests the <c>/metrics</c> endpoint has answered.</summary>
     public long Scrapes => Interlocked.Read(ref _scrapes);
 
     public async Task RunAsync(Func<Task> work, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _waiting);
+        RaiseMax(ref _maxInside, Interlocked.Increment(ref _inside));
         try
         {
-            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _waiting);
-        }
-
-        try
-        {
-            var running = Interlocked.Increment(ref _running);
-            int max;
-            while (running > (max = Volatile.Read(ref _maxRunning)) && Interlocked.CompareExchange(ref _maxRunning, running, max) != max)
+            Interlocked.Increment(ref _waiting);
+            try
             {
+                await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _waiting);
             }
 
-            await work().ConfigureAwait(false);
+            try
+            {
+                RaiseMax(ref _maxRunning, Interlocked.Increment(ref _running));
+                await work().ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _running);
+                _slots.Release();
+            }
         }
         finally
         {
-            Interlocked.Decrement(ref _running);
-            _slots.Release();
+            Interlocked.Decrement(ref _inside);
+        }
+    }
+
+    private static void RaiseMax(ref int max, int value)
+    {
+        int current;
+        while (value > (current = Volatile.Read(ref max)) && Interlocked.CompareExchange(ref max, value, current) != current)
+        {
         }
     }
 

@@ -240,6 +240,7 @@ internal static class LoadSignalsServiceCollectionExtensions
     {
         services.AddHttpClient(LoadScraper.ClientName, static client => client.Timeout = TimeSpan.FromSeconds(30));
         services.AddHostedService<LoadScraper>();
+        services.AddSingleton<FleetCapacity>();
         return services;
     }
 }
