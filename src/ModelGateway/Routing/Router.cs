@@ -104,7 +104,7 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.Queueing = deployment.Metrics is { } loadMetrics && Signals.LoadGate.IsQueueing(deployment.State.Load, loadMetrics, timeProvider.GetUtcNow());
             view.InFlight = deployment.State.InFlight;
             view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
-            view.LatencyMs = Latency(deployment, info.Stream, now);
+            view.LatencyMs = Signals.PendingFirstBytes.WithLate(Latency(deployment, info.Stream, now), deployment.State.PendingFirstBytes);
             if (slo is not null)
             {
                 view.SloValueMs = deployment.State.Latency.SnapshotAt(now).Get(slo.Metric, slo.Percentile);

@@ -67,8 +67,11 @@ internal sealed partial class LoadScraper(
             }
 
             var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            var timestamp = timeProvider.GetTimestamp();
             foreach (var deployment in config.Current.DeploymentList)
             {
+                // Every deployment, metrics or not: the age of its oldest attempt still waiting for a first byte.
+                deployment.State.PendingFirstBytes.Refresh(timestamp);
                 if (deployment.Metrics is not { } settings)
                 {
                     continue;
