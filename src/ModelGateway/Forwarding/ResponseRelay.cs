@@ -109,7 +109,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         // A pass-through stream is continued only where the client API's encoder can take it over (not Responses).
         var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1
             && (outcome.Decoder is not null || request.Protocol.ContinuesPassThrough);
-        var stream = new StreamProgress(request, outcome.Deployment!);
+        var stream = new StreamProgress(request, outcome.Deployment!) { KeepsIdentity = continuation };
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         IStreamEncoder? encoder = null;
 
@@ -251,9 +251,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 var data = events.Data;
 
-                // The first event (its id and model), collected text (continuations, counting) and a
-                // continuation's rewrites need a full read.
-                var scanned = text is null && !stream.Continued && stream.Events > 0
+                // The first event's id and model (kept for a continuation), collected text (continuations,
+                // counting) and a continuation's rewrites need a full read.
+                var scanned = text is null && !stream.Continued && (stream.Events > 0 || !stream.KeepsIdentity)
                     ? ResponseInspector.TryScan(data, out var facts)
                     : ResponseInspector.TryInspect(data, out facts, text);
                 if (!scanned)
@@ -649,6 +649,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         private bool _anyCounted;
 
         public GatewayRequest Request { get; } = request;
+
+        /// <summary>Whether the first attempt's id and model must be kept, for a continuation to write under them.</summary>
+        public bool KeepsIdentity { get; init; }
         public Deployment Deployment { get; private set; } = deployment;
         public int Events { get; private set; }
         public int Finished { get; private set; }
