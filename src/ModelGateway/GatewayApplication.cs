@@ -171,6 +171,10 @@ public static class GatewayApplication
         // Resilience: deployments whose circuit is open are probed back into service.
         services.AddHostedService<HealthProber>();
 
+        // Route objectives: deployments out of favour are re-measured by probes, not by client requests.
+        services.AddSingleton<Routing.Objectives.ObjectiveProber>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Routing.Objectives.ObjectiveProber>());
+
         // Caching: the per-route response cache.
         services.AddResponseCaching(configuration);
     }
