@@ -28,8 +28,12 @@ internal static class ObjectiveRanking
             return;
         }
 
+        // A log-normal fitted over two regimes (fast, then slow) can put the share of misses low while the
+        // percentile is far out: both must say "slightly" before a client request is spent on it.
         var allowed = objective.AllowedMisses;
-        if (estimate.Distribution.MissProbability(target) <= ObjectiveSettings.SpendFactor * allowed && objective.Budget.Ratio < allowed)
+        if (estimate.PredictedMs <= ObjectiveSettings.SpendLatencyFactor * target
+            && estimate.Distribution.MissProbability(target) <= ObjectiveSettings.SpendFactor * allowed
+            && objective.Budget.Ratio < allowed)
         {
             view.MeetsSlo = true;
             view.SpendsMissBudget = true;

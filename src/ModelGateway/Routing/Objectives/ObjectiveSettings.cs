@@ -11,7 +11,10 @@ internal sealed class ObjectiveSettings
     public static readonly TimeSpan DefaultProbeInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>How far beyond the allowed miss share a deployment may miss and still take traffic while the route is within budget.</summary>
-    public const double SpendFactor = 3;
+    public const double SpendFactor = 2;
+
+    /// <summary>How far beyond the target its predicted percentile may be: a slight miss, not a slow box on a lucky streak.</summary>
+    public const double SpendLatencyFactor = 1.5;
 
     public required int Percentile { get; init; }
 

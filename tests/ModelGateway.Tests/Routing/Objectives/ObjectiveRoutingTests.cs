@@ -12,7 +12,7 @@ namespace ModelGateway.Tests.Routing.Objectives;
 /// </summary>
 public sealed class ObjectiveRoutingTests : IAsyncLifetime
 {
-    private static readonly TimeSpan Slow = TimeSpan.FromMilliseconds(700);
+    private static readonly TimeSpan Slow = TimeSpan.FromMilliseconds(900);
 
     private FakeUpstreamServer _cloud = null!;
     private GatewayHost _gateway = null!;
@@ -29,16 +29,27 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
               - { name: cheap@cloud, provider: cloud, model: cheap, pricing: { input: 0.15, output: 0.60 }, latencyHalfLife: 1s }
               - { name: fast@cloud, provider: cloud, model: fast, pricing: { input: 2.50, output: 10.00 }, latencyHalfLife: 1s }
               - { name: pricey@cloud, provider: cloud, model: pricey, pricing: { input: 30, output: 60 }, latencyHalfLife: 1s }
+              - { name: warm@cloud, provider: cloud, model: warm }
             routes:
+              - { name: warm, targets: [warm@cloud] }
               - name: chat
-                objective: { ttft: 300ms, percentile: 90, maxCostPer1k: 5.00, probeInterval: 300ms }
+                objective: { ttft: 400ms, percentile: 90, maxCostPer1k: 5.00, probeInterval: 300ms }
                 exploration: 0
                 targets: [pricey@cloud, fast@cloud, cheap@cloud]
               - name: exploring
-                objective: { ttft: 300ms, percentile: 90, maxCostPer1k: 5.00, probeInterval: 300ms }
+                objective: { ttft: 400ms, percentile: 90, maxCostPer1k: 5.00, probeInterval: 300ms }
                 exploration: 0.5
                 targets: [pricey@cloud, fast@cloud, cheap@cloud]
             """);
+
+        // The first requests of a fresh host are slow (JIT, new connections): spent on a deployment of their own,
+        // they do not count against the ones under test.
+        for (var i = 0; i < 3; i++)
+        {
+            await ChatAsync("warm");
+        }
+
+        _cloud.ClearRecorded();
     }
 
     public async Task DisposeAsync()
@@ -53,10 +64,10 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
         for (var i = 0; i < 4; i++)
         {
             var (deployment, reason) = await ChatAsync();
-            Assert.Equal("cheap@cloud", deployment);
+            Assert.True(deployment == "cheap@cloud", $"{deployment}: {reason}");
             if (i > 0)
             {
-                Assert.Matches(@"^slo: cheapest deployment meeting the latency target; cheap@cloud: p90 ttft est \d+ms \(decayed, [\d.]+ samples\), predicted \d+ms at 0 in flight", reason);
+                Assert.Matches(@"^slo: cheapest deployment meeting the latency target; cheap@cloud: p90 ttft est \d+ms \(decayed, [\d.]+ samples\), predicted \d+ms at \d+ in flight", reason);
             }
         }
 
@@ -76,7 +87,7 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
         var live = candidates[0].GetProperty("live");
         Assert.StartsWith("p90 ttft est ", live.GetProperty("text").GetString(), StringComparison.Ordinal);
         Assert.True(live.GetProperty("samples").GetDouble() > 0.5);
-        Assert.True(live.GetProperty("predicted_ttft_ms").GetDouble() < 300);
+        Assert.True(live.GetProperty("predicted_ttft_ms").GetDouble() < 400);
         Assert.Equal(JsonValueKind.Null, candidates[1].GetProperty("live").GetProperty("ttft_estimate_ms").ValueKind);
 
         // The live page shows the same estimate.
@@ -93,7 +104,7 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
             Assert.Equal("cheap@cloud", await ChosenAsync("exploring"));
         }
 
-        // Cheap slows past the 300ms target: its first slow answers mark it, and the route moves to fast
+        // Cheap slows past the 400ms target: its first slow answers mark it, and the route moves to fast
         // (not to pricey, which is over the cost cap).
         _cloud.SetBehaviorForModel("cheap", new UpstreamBehavior { HeaderDelay = Slow });
         var clock = Stopwatch.StartNew();
@@ -104,7 +115,8 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
         _cloud.ClearRecorded();
         for (var i = 0; i < 8; i++)
         {
-            Assert.Equal("fast@cloud", (await ChatAsync("exploring")).Deployment);
+            var (deployment, why) = await ChatAsync("exploring");
+            Assert.True(deployment == "fast@cloud", $"{deployment}: {why}");
         }
 
         await _cloud.WaitForRequestAsync(r => r.Model == "cheap", TimeSpan.FromSeconds(5));
@@ -141,7 +153,7 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
         _cloud.SetBehaviorForModel("cheap", new UpstreamBehavior { HeaderDelay = TimeSpan.FromSeconds(3) });
         var stuck = ChatAsync();
         await _cloud.WaitForRequestAsync(r => r.Model == "cheap" && !IsProbe(r), TimeSpan.FromSeconds(5));
-        await Task.Delay(400);
+        await Task.Delay(600);
         var (deployment, reason) = await ChatAsync();
         Assert.Equal("fast@cloud", deployment);
         Assert.Contains("cheap@cloud: p90 ttft est", reason, StringComparison.Ordinal);
