@@ -3,17 +3,19 @@ namespace ModelGateway.Routing.Objectives;
 /// <summary>
 /// Time-decayed estimate of one deployment's time to first token, for route objectives. Each sample's
 /// weight halves every <see cref="HalfLife"/>, so the estimate follows a deployment within seconds and forgets
-/// a bad minute a few half-lives later, however much traffic that minute had. The distribution is modelled
-/// as log-normal (TTFT is skewed: a mean plus deviation in milliseconds would put p99 far too low), so a
-/// percentile is <c>exp(mean + z·deviation)</c> of the decayed log-TTFT.
+/// a bad minute a few half-lives later, however much traffic that minute had. Samples go into a histogram
+/// of 10%-wide buckets (1 ms to 200 s), so a percentile and the share of samples over a target are read as
+/// they are, to within 10%, even when the answers are bimodal (fast while a box has free slots, slow once it
+/// queues), where a fitted distribution would be wrong. Decay is forward: a new sample weighs 2^(age of the
+/// landmark / half-life) more than one at the landmark, so nothing is rescaled per sample.
 /// <para>
 /// Attempts still waiting for their first byte are tracked too (<see cref="BeginWait"/>): one waiting longer
 /// than the estimate is a late sample already, censored at its age, so a box that saturates is marked within
 /// its own TTFT instead of once ~70 requests finish late.
 /// </para>
 /// <para>
-/// Cost per request: one uncontended lock per finished first byte, one compare-and-swap to enter the wait
-/// table and one write to leave it. Readers (routing decisions on objective routes) take the same lock briefly.
+/// Cost per request: one uncontended lock per first byte, one compare-and-swap to enter the wait table and
+/// one write to leave it. Readers (decisions on objective routes) take the same lock and walk 128 buckets.
 /// </para>
 /// </summary>
 internal sealed class LiveTtft : IDeploymentLoad
@@ -30,12 +32,15 @@ internal sealed class LiveTtft : IDeploymentLoad
     private readonly TimeProvider _timeProvider;
     private readonly Lock _gate = new();
     private readonly long[] _waiting = new long[WaitSlots];
-    private int _nextSlot;
 
-    // Decayed weight, mean and sum of squared deviations of ln(ttft ms), as of _at.
-    private double _weight;
-    private double _mean;
-    private double _squares;
+    private const int Buckets = 128;
+    private const double Growth = 1.1;
+    private static readonly double LogGrowth = Math.Log(Growth);
+
+    // Forward-decayed histogram: a sample at time t adds 2^((t - _landmark) / half-life) to its bucket.
+    private readonly double[] _buckets = new double[Buckets];
+    private double _total;
+    private long _landmark;
     private long _at;
     private long _halfLifeTicks;
 
@@ -67,19 +72,33 @@ internal sealed class LiveTtft : IDeploymentLoad
     public void Record(TimeSpan ttft)
     {
         var now = _timeProvider.GetTimestamp();
-        var x = Math.Log(Math.Max(ttft.TotalMilliseconds, 1));
+        var bucket = Math.Clamp((int)(Math.Log(Math.Max(ttft.TotalMilliseconds, 1)) / LogGrowth), 0, Buckets - 1);
         lock (_gate)
         {
-            var decay = Decay(now - _at);
-            _weight *= decay;
-            _squares *= decay;
+            if (_at == 0)
+            {
+                _landmark = now;
+            }
 
-            // West's weighted incremental mean and variance, the new sample weighing 1.
+            var exponent = (now - _landmark) / (double)Volatile.Read(ref _halfLifeTicks);
+            if (exponent > 32)
+            {
+                // Move the landmark before the weights outgrow a double's precision.
+                var factor = Math.Pow(2, -exponent);
+                for (var i = 0; i < Buckets; i++)
+                {
+                    _buckets[i] *= factor;
+                }
+
+                _total *= factor;
+                _landmark = now;
+                exponent = 0;
+            }
+
+            var weight = Math.Pow(2, exponent);
+            _buckets[bucket] += weight;
+            _total += weight;
             Volatile.Write(ref _at, now);
-            _weight += 1;
-            var delta = x - _mean;
-            _mean += delta / _weight;
-            _squares += delta * (x - _mean);
         }
     }
 
@@ -100,9 +119,8 @@ internal sealed class LiveTtft : IDeploymentLoad
     {
         lock (_gate)
         {
-            _weight = 0;
-            _mean = 0;
-            _squares = 0;
+            Array.Clear(_buckets);
+            _total = 0;
             Volatile.Write(ref _at, 0);
         }
     }
@@ -113,7 +131,8 @@ internal sealed class LiveTtft : IDeploymentLoad
     /// </summary>
     public int BeginWait(long startedAt)
     {
-        var start = (int)((uint)Interlocked.Increment(ref _nextSlot) % WaitSlots);
+        // Start at a slot picked by the thread: concurrent attempts rarely collide, and no shared counter is touched.
+        var start = Environment.CurrentManagedThreadId % WaitSlots;
         for (var i = 0; i < WaitSlots; i++)
         {
             var slot = (start + i) % WaitSlots;
@@ -184,98 +203,80 @@ internal sealed class LiveTtft : IDeploymentLoad
             : -1;
     }
 
-    /// <summary>The decayed log-normal parameters as of <paramref name="now"/>.</summary>
+    /// <summary>The decayed estimate as of <paramref name="now"/>: its weight in samples, and what to read from it.</summary>
     public TtftDistribution DistributionAt(long now)
     {
-        double weight, mean, squares;
-        long at;
         lock (_gate)
         {
-            weight = _weight;
-            mean = _mean;
-            squares = _squares;
-            at = _at;
-        }
+            if (_at == 0 || _total <= 0)
+            {
+                return default;
+            }
 
-        if (at == 0)
-        {
-            return default;
+            return new TtftDistribution(this, _total * Math.Pow(2, -(now - _landmark) / (double)Volatile.Read(ref _halfLifeTicks)));
         }
-
-        var decayed = weight * Decay(now - at);
-        var deviation = weight > 0 ? Math.Sqrt(Math.Max(0, squares / weight)) : 0;
-        return new TtftDistribution(decayed, mean, deviation);
     }
 
-    private double Decay(long elapsedTicks)
-        => elapsedTicks <= 0 ? 1 : Math.Pow(2, -elapsedTicks / (double)Volatile.Read(ref _halfLifeTicks));
+    /// <summary>The TTFT at <paramref name="percentile"/> in milliseconds (interpolated within its bucket), NaN without samples.</summary>
+    internal double QuantileMs(double percentile)
+    {
+        lock (_gate)
+        {
+            if (_total <= 0)
+            {
+                return double.NaN;
+            }
+
+            var wanted = Math.Clamp(percentile / 100.0, 0, 1) * _total;
+            double below = 0;
+            for (var i = 0; i < Buckets; i++)
+            {
+                var count = _buckets[i];
+                if (count > 0 && below + count >= wanted)
+                {
+                    return Math.Pow(Growth, i + Math.Clamp((wanted - below) / count, 0, 1));
+                }
+
+                below += count;
+            }
+
+            return Math.Pow(Growth, Buckets);
+        }
+    }
+
+    /// <summary>The decayed share of samples later than <paramref name="targetMs"/>, 0 without samples.</summary>
+    internal double ShareOver(double targetMs)
+    {
+        var position = Math.Log(Math.Max(targetMs, 1)) / LogGrowth;
+        var bucket = (int)position;
+        lock (_gate)
+        {
+            if (_total <= 0 || bucket >= Buckets)
+            {
+                return 0;
+            }
+
+            // The target's own bucket counts by the part of it above the target.
+            var over = _buckets[bucket] * (1 - (position - bucket));
+            for (var i = bucket + 1; i < Buckets; i++)
+            {
+                over += _buckets[i];
+            }
+
+            return Math.Clamp(over / _total, 0, 1);
+        }
+    }
+
 }
 
-/// <summary>A decayed log-normal estimate of TTFT: weight in samples, mean and deviation of ln(ms).</summary>
-internal readonly record struct TtftDistribution(double Weight, double LogMean, double LogDeviation)
+/// <summary>A decayed TTFT estimate as of one moment: its weight in samples, and the histogram to read from.</summary>
+internal readonly record struct TtftDistribution(LiveTtft? Source, double Weight)
 {
-    public bool IsKnown => Weight >= LiveTtft.MinimumWeight;
+    public bool IsKnown => Source is not null && Weight >= LiveTtft.MinimumWeight;
 
     /// <summary>The TTFT at <paramref name="percentile"/> in milliseconds, NaN when unknown.</summary>
-    public double Quantile(double percentile)
-        => IsKnown ? Math.Exp(LogMean + (Normal.InverseCdf(percentile / 100.0) * LogDeviation)) : double.NaN;
+    public double Quantile(double percentile) => IsKnown ? Source!.QuantileMs(percentile) : double.NaN;
 
     /// <summary>The share of first tokens expected later than <paramref name="targetMs"/>; 0 when unknown.</summary>
-    public double MissProbability(double targetMs)
-    {
-        if (!IsKnown)
-        {
-            return 0;
-        }
-
-        var limit = Math.Log(Math.Max(targetMs, 1));
-        if (LogDeviation < 1e-9)
-        {
-            return LogMean > limit ? 1 : 0;
-        }
-
-        return 1 - Normal.Cdf((limit - LogMean) / LogDeviation);
-    }
-}
-
-/// <summary>The standard normal distribution, to within 1e-7: enough for latency percentiles.</summary>
-internal static class Normal
-{
-    public static double Cdf(double z) => 0.5 * Erfc(-z / Math.Sqrt(2));
-
-    /// <summary>Acklam's rational approximation of the inverse CDF (relative error below 1.2e-9).</summary>
-    public static double InverseCdf(double p)
-    {
-        p = Math.Clamp(p, 1e-9, 1 - 1e-9);
-        const double Low = 0.02425;
-        if (p < Low)
-        {
-            var q = Math.Sqrt(-2 * Math.Log(p));
-            return Tail(q);
-        }
-
-        if (p > 1 - Low)
-        {
-            var q = Math.Sqrt(-2 * Math.Log(1 - p));
-            return -Tail(q);
-        }
-
-        var r = p - 0.5;
-        var s = r * r;
-        return (((((-3.969683028665376e+01 * s + 2.209460984245205e+02) * s - 2.759285104469687e+02) * s + 1.383577518672690e+02) * s - 3.066479806614716e+01) * s + 2.506628277459239e+00) * r
-            / (((((-5.447609879822406e+01 * s + 1.615858368580409e+02) * s - 1.556989798598866e+02) * s + 6.680131188771972e+01) * s - 1.328068155288572e+01) * s + 1);
-
-        static double Tail(double q)
-            => (((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e+00) * q - 2.549732539343734e+00) * q + 4.374664141464968e+00) * q + 2.938163982698783e+00)
-                / ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e+00) * q + 3.754408661907416e+00) * q + 1);
-    }
-
-    // Numerical Recipes' erfc (Chebyshev fit, fractional error below 1.2e-7).
-    private static double Erfc(double x)
-    {
-        var z = Math.Abs(x);
-        var t = 1 / (1 + (0.5 * z));
-        var r = t * Math.Exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628288 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851973 + t * (-0.82215223 + t * 0.17087277)))))))));
-        return x >= 0 ? r : 2 - r;
-    }
+    public double MissProbability(double targetMs) => IsKnown ? Source!.ShareOver(targetMs) : 0;
 }

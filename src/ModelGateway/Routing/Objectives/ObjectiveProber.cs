@@ -1,9 +1,6 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using ModelGateway.Configuration;
-using ModelGateway.Forwarding;
-using ModelGateway.Providers;
 using ModelGateway.Resilience;
 
 namespace ModelGateway.Routing.Objectives;
@@ -151,29 +148,8 @@ internal sealed partial class ObjectiveProber(
         live.Record(ttft);
     }
 
-    private async ValueTask<(bool Healthy, string Detail)> SendAsync(Deployment deployment, GatewayCatalog catalog, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        var adapter = deployment.Provider.Adapter;
-        var probe = adapter.Probe(deployment);
-
-        // The probe reads as a request that came in on the probe's client path, so adapters need nothing special.
-        var http = new DefaultHttpContext();
-        http.Request.Method = HttpMethods.Post;
-        http.Request.Scheme = "http";
-        http.Request.Path = probe.Path;
-        using var request = new GatewayRequest(http, probe.Protocol, probe.Operation, "slo-probe-" + Guid.NewGuid().ToString("N")[..12], timeProvider.GetTimestamp());
-        var body = ArrayPool<byte>.Shared.Rent(probe.Body.Length);
-        probe.Body.Span.CopyTo(body);
-        request.SetBody(body, probe.Body.Length);
-        if (!probe.Protocol.TryParse(request.Body, probe.Operation, options.Value.MaxJsonDepth, out request.Info, out _))
-        {
-            return (false, "the probe request does not parse");
-        }
-
-        request.Catalog = catalog;
-        var call = new UpstreamRequest(request, deployment, adapter.PassesThrough(probe.Protocol.Wire));
-        return await executor.ProbeAsync(call, timeout, cancellationToken).ConfigureAwait(false);
-    }
+    private ValueTask<(bool Healthy, string Detail)> SendAsync(Deployment deployment, GatewayCatalog catalog, TimeSpan timeout, CancellationToken cancellationToken)
+        => HealthProber.SendProbeAsync(deployment, catalog, executor, timeProvider, options.Value.MaxJsonDepth, "slo-probe-", timeout, cancellationToken);
 
     [LoggerMessage(EventId = 3030, Level = LogLevel.Debug, Message = "Objective probe of {Deployment}: healthy={Healthy} in {ElapsedMs:F0}ms ({Detail})")]
     private static partial void LogProbed(ILogger logger, string deployment, bool healthy, double elapsedMs, string detail);
