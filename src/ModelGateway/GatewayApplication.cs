@@ -174,6 +174,10 @@ public static class GatewayApplication
         // Live load signals: self-hosted servers' own queue, scraped off the request path.
         Routing.Signals.LoadSignalsServiceCollectionExtensions.AddLoadSignals(services);
 
+        // Route objectives: deployments out of favour are re-measured by probes, not by client requests.
+        services.AddSingleton<Routing.Objectives.ObjectiveProber>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Routing.Objectives.ObjectiveProber>());
+
         // Caching: the per-route response cache.
         services.AddResponseCaching(configuration);
     }

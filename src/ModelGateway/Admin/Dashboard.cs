@@ -182,6 +182,9 @@ internal sealed class DashboardState(
                 Ms(json, "latency_p95_ms", latency.DurationP95);
                 Ms(json, "ttft_p50_ms", latency.TtftP50);
                 Ms(json, "ttft_p95_ms", latency.TtftP95);
+
+                // Route objectives: the decayed TTFT estimate routing ranks by, at p99, with the load prediction.
+                Routing.Objectives.LiveEstimate.Of(deployment, 99, live.Latency.Live.Now).Write(json, "ttft_live");
                 json.WriteNumber("spend_today_usd", Math.Round(row?.CostUsd ?? 0, 6));
                 json.WriteNumber("requests_today", row?.Requests ?? 0);
                 json.WriteEndObject();

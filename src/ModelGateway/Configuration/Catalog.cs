@@ -156,6 +156,10 @@ internal sealed class Deployment
     public required TimeSpan? FirstTokenTimeout { get; init; }
     public required TimeSpan? IdleTimeout { get; init; }
     public required TimeSpan LatencyWindow { get; init; }
+
+    /// <summary>Half-life of a TTFT sample's weight in the decayed estimate that route objectives use.</summary>
+    public TimeSpan LatencyHalfLife { get; init; } = Routing.Objectives.LiveTtft.DefaultHalfLife;
+
     public required CircuitBreakerSettings CircuitBreaker { get; init; }
     public required SimulationSettings? Simulation { get; init; }
 
@@ -225,7 +229,11 @@ internal enum LatencyMetric
 }
 
 /// <summary>A compiled latency objective.</summary>
-internal sealed record SloSettings(LatencyMetric Metric, int Percentile, TimeSpan Target, bool AllowRequestOverride);
+internal sealed record SloSettings(LatencyMetric Metric, int Percentile, TimeSpan Target, bool AllowRequestOverride)
+{
+    /// <summary>Set when the route states a whole objective (<c>objective:</c>): decayed estimates, predicted TTFT, probes, a cost cap.</summary>
+    public Routing.Objectives.ObjectiveSettings? Objective { get; init; }
+}
 
 /// <summary>A compiled route: the public model name and how its deployments are chosen and retried.</summary>
 internal sealed class ModelRoute

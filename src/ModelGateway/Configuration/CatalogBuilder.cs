@@ -300,6 +300,7 @@ internal sealed partial class CatalogBuilder(
             var firstToken = ParseDuration(doc.FirstTokenTimeout, path + ".firstTokenTimeout", errors, positive: true);
             var idle = ParseDuration(doc.IdleTimeout, path + ".idleTimeout", errors, positive: true);
             var latencyWindow = ParseDuration(doc.LatencyWindow, path + ".latencyWindow", errors, positive: true) ?? defaultWindow;
+            var halfLife = Routing.Objectives.ObjectiveConfig.ParseHalfLife(doc.LatencyHalfLife, path + ".latencyHalfLife", errors);
             SimulationSettings? simulation = null;
             if (doc.Simulate is not null)
             {
@@ -351,6 +352,7 @@ internal sealed partial class CatalogBuilder(
                 FirstTokenTimeout = firstToken,
                 IdleTimeout = idle,
                 LatencyWindow = latencyWindow,
+                LatencyHalfLife = halfLife,
                 CircuitBreaker = breaker,
                 Simulation = simulation ?? provider.Simulation,
                 TakesMediaUrls = takesMediaUrls,
@@ -425,7 +427,9 @@ internal sealed partial class CatalogBuilder(
                 targetRetries.Add(target.Retries);
             }
 
-            var slo = ParseSlo(doc.Slo, path + ".slo", errors);
+            var slo = doc.Objective is not null
+                ? Routing.Objectives.ObjectiveConfig.Parse(doc.Objective, doc.Slo is not null, path + ".objective", errors)
+                : ParseSlo(doc.Slo, path + ".slo", errors);
             var strategy = ParseStrategy(doc.Strategy, path + ".strategy", errors)
                 ?? (slo is not null || isAuto ? RoutingStrategyKind.Cost : defaultStrategy);
             if (strategy != RoutingStrategyKind.Weighted && doc.Targets?.Exists(t => t?.Weight is not null) == true)
@@ -1014,6 +1018,7 @@ internal sealed class DeploymentStateRegistry(TimeProvider timeProvider)
 
             state.Fingerprint = fingerprint;
             state.Latency.Window = deployment.LatencyWindow;
+            state.Latency.Live.HalfLife = deployment.LatencyHalfLife;
             if (state.Circuit is null || state.Circuit.Settings != deployment.CircuitBreaker)
             {
                 state.Circuit = new DeploymentCircuit(deployment.Name, deployment.CircuitBreaker, timeProvider, loggerFactory.CreateLogger("ModelGateway.Resilience.Circuit"));

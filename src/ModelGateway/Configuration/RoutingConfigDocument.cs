@@ -108,6 +108,9 @@ public sealed class DeploymentDocument
     public string? FirstTokenTimeout { get; set; }
     public string? IdleTimeout { get; set; }
     public string? LatencyWindow { get; set; }
+
+    // Route objectives: half-life of the decayed TTFT estimate.
+    public string? LatencyHalfLife { get; set; }
     public CircuitBreakerDocument? CircuitBreaker { get; set; }
     public SimulationDocument? Simulate { get; set; }
 
@@ -146,6 +149,9 @@ public sealed class RouteDocument
     [JsonConverter(typeof(RouteTargetListConverter))]
     public List<RouteTargetDocument>? Targets { get; set; }
     public SloDocument? Slo { get; set; }
+
+    // Route objectives: the whole objective (TTFT percentile, cost cap, probes); excludes slo.
+    public ObjectiveDocument? Objective { get; set; }
     public BalanceDocument? Balance { get; set; }
     public double? Exploration { get; set; }
     public int? ExpectedOutputTokens { get; set; }
@@ -172,6 +178,16 @@ public sealed class SloDocument
     public string? Ttft { get; set; }
     public string? Duration { get; set; }
     public int? Percentile { get; set; }
+    public bool? AllowRequestOverride { get; set; }
+}
+
+/// <summary>A route objective: at least percentile% of first tokens within ttft, cheapest first, at most maxCostPer1k.</summary>
+public sealed class ObjectiveDocument
+{
+    public string? Ttft { get; set; }
+    public int? Percentile { get; set; }
+    public decimal? MaxCostPer1k { get; set; }
+    public string? ProbeInterval { get; set; }
     public bool? AllowRequestOverride { get; set; }
 }
 

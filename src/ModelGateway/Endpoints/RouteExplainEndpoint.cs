@@ -3,6 +3,7 @@ using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Routing;
+using ModelGateway.Routing.Objectives;
 using ModelGateway.State;
 using ModelGateway.Wire;
 
@@ -69,6 +70,20 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router, 
             json.WriteNumber("percentile", slo.Percentile);
             json.WriteNumber("target_ms", slo.Target.TotalMilliseconds);
             json.WriteBoolean("from_request_header", request.SloOverride is not null);
+            if (slo.Objective is { } objective)
+            {
+                json.WriteStartObject("objective");
+                if (objective.MaxCostPer1k is { } cap)
+                {
+                    json.WriteNumber("max_cost_per_1k_usd", cap);
+                }
+
+                json.WriteNumber("probe_interval_ms", objective.ProbeInterval.TotalMilliseconds);
+                json.WriteNumber("allowed_miss_ratio", Math.Round(objective.AllowedMisses, 4));
+                json.WriteNumber("miss_ratio", Math.Round(objective.Budget.Ratio, 4));
+                json.WriteEndObject();
+            }
+
             json.WriteEndObject();
         }
         else
@@ -95,6 +110,13 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router, 
             {
                 WriteMs(json, "slo_value_ms", view.SloValueMs);
                 json.WriteBoolean("meets_slo", view.MeetsSlo);
+                if (decision.Slo.Objective is { } objective)
+                {
+                    // The live estimate as of this answer: what the decision ranked by, give or take the microseconds since.
+                    LiveEstimate.Of(view.Deployment, objective.Percentile, view.Deployment.State.Latency.Live.Now).Write(json, "live", decision.Slo.Target.TotalMilliseconds);
+                    json.WriteBoolean("spends_miss_budget", view.SpendsMissBudget);
+                    json.WriteBoolean("over_cost_cap", view.OverCostCap);
+                }
             }
 
             if (view.Queueing)

@@ -9,6 +9,7 @@ using ModelGateway.Protocols.OpenAI;
 using ModelGateway.Providers;
 using ModelGateway.Providers.OpenAI;
 using ModelGateway.Routing;
+using ModelGateway.Routing.Objectives;
 using ModelGateway.State;
 using ModelGateway.Wire;
 using Polly;
@@ -315,6 +316,10 @@ internal sealed partial class FailoverExecutor
         var started = _timeProvider.GetTimestamp();
         var activity = _tracing.StartAttempt(call.Request, deployment, state.Request.Attempts.Count + 1, call.IsContinuation);
         Outcome<AttemptOutcome> outcome;
+
+        // Route objectives: while it waits for its first byte, the attempt is visible as a late sample in the making.
+        var live = deployment.State.Latency.Live;
+        var waiting = live.BeginWait(started);
         try
         {
             outcome = await circuit.Pipeline.ExecuteOutcomeAsync(
@@ -335,6 +340,10 @@ internal sealed partial class FailoverExecutor
             _metrics.AttemptCancelled(state.Request, deployment);
             throw;
         }
+        finally
+        {
+            live.EndWait(waiting);
+        }
 
         AttemptOutcome result;
         switch (outcome.Exception)
@@ -345,12 +354,24 @@ internal sealed partial class FailoverExecutor
             case TimeoutRejectedException:
                 var elapsed = _timeProvider.GetElapsedTime(started);
                 deployment.State.Latency.Record(call.Request.Info.Stream ? elapsed : null, elapsed);
+                if (call.Request.Info.Stream)
+                {
+                    // No first byte within the timeout: the TTFT was at least this.
+                    ObjectiveRanking.Observe(call.Request, deployment, elapsed, _timeProvider);
+                }
+
                 result = AttemptOutcome.Failed(deployment, AttemptFailure.Timeout,
                     ApiError.GatewayTimeout($"The deployment did not answer within {Durations.Format(elapsed)}."), "first byte timeout", startedAt: started);
                 break;
             default:
                 result = AttemptOutcome.Failed(deployment, AttemptFailure.Transport, ApiError.BadGateway("The upstream connection failed."), outcome.Exception.Message, startedAt: started);
                 break;
+        }
+
+        if (result.IsSuccess && call.Request.Info.Stream && result.FirstByteAt != 0)
+        {
+            // Measured at the first byte, not when the stream ends: a saturating box shows within its own TTFT.
+            ObjectiveRanking.Observe(call.Request, deployment, _timeProvider.GetElapsedTime(started, result.FirstByteAt), _timeProvider);
         }
 
         circuit.Report(result.CountsAgainstHealth, isTest);

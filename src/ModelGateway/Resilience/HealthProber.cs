@@ -105,7 +105,12 @@ internal sealed partial class HealthProber(
         }
     }
 
-    private async ValueTask<(bool Healthy, string Detail)> SendAsync(Deployment deployment, TimeSpan timeout, CancellationToken cancellationToken)
+    private ValueTask<(bool Healthy, string Detail)> SendAsync(Deployment deployment, TimeSpan timeout, CancellationToken cancellationToken)
+        => SendProbeAsync(deployment, config.Current, executor, timeProvider, options.Value.MaxJsonDepth, "probe-", timeout, cancellationToken);
+
+    /// <summary>Sends the deployment's probe request (<see cref="IProviderAdapter.Probe"/>) once; the route-objective prober sends the same.</summary>
+    internal static async ValueTask<(bool Healthy, string Detail)> SendProbeAsync(
+        Deployment deployment, GatewayCatalog catalog, FailoverExecutor executor, TimeProvider timeProvider, int maxJsonDepth, string idPrefix, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var adapter = deployment.Provider.Adapter;
         var probe = adapter.Probe(deployment);
@@ -115,16 +120,16 @@ internal sealed partial class HealthProber(
         http.Request.Method = HttpMethods.Post;
         http.Request.Scheme = "http";
         http.Request.Path = probe.Path;
-        using var request = new GatewayRequest(http, probe.Protocol, probe.Operation, "probe-" + Guid.NewGuid().ToString("N")[..12], timeProvider.GetTimestamp());
+        using var request = new GatewayRequest(http, probe.Protocol, probe.Operation, idPrefix + Guid.NewGuid().ToString("N")[..12], timeProvider.GetTimestamp());
         var body = ArrayPool<byte>.Shared.Rent(probe.Body.Length);
         probe.Body.Span.CopyTo(body);
         request.SetBody(body, probe.Body.Length);
-        if (!probe.Protocol.TryParse(request.Body, probe.Operation, options.Value.MaxJsonDepth, out request.Info, out _))
+        if (!probe.Protocol.TryParse(request.Body, probe.Operation, maxJsonDepth, out request.Info, out _))
         {
             return (false, "the probe request does not parse");
         }
 
-        request.Catalog = config.Current;
+        request.Catalog = catalog;
         var call = new UpstreamRequest(request, deployment, adapter.PassesThrough(probe.Protocol.Wire));
         return await executor.ProbeAsync(call, timeout, cancellationToken).ConfigureAwait(false);
     }

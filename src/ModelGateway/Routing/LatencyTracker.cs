@@ -13,6 +13,9 @@ internal sealed class LatencyTracker
     /// <summary>Fewer samples than this and a percentile is "unknown": the deployment gets the benefit of the doubt.</summary>
     public const int MinimumSamples = 5;
 
+    /// <summary>Below this many samples the EWMAs are the window's median instead: one outlier among few samples must not steer the latency strategy.</summary>
+    public const int MedianBelow = 20;
+
     private const double Alpha = 0.2;
     // Percentiles are recomputed every RecomputeEvery, while the window fills, and after a whole
     // window's turnover: at thousands of requests per second a sort per 16 samples cost
@@ -43,7 +46,11 @@ internal sealed class LatencyTracker
     {
         _timeProvider = timeProvider;
         Window = window;
+        Live = new Objectives.LiveTtft(timeProvider, Objectives.LiveTtft.DefaultHalfLife);
     }
+
+    /// <summary>The time-decayed TTFT estimate that route objectives rank by, fed as first bytes arrive (not when responses finish).</summary>
+    public Objectives.LiveTtft Live { get; }
 
     /// <summary>Samples older than this no longer count. Set from the routing file; a reload may change it.</summary>
     public TimeSpan Window
@@ -107,9 +114,25 @@ internal sealed class LatencyTracker
             _ewmaDuration = Average(_ewmaDuration, duration.TotalMilliseconds, ++_durationSamples);
             Volatile.Write(ref _lastSampleAt, now);
 
-            if (++_sinceRecompute >= RecomputeEverySamples || _count <= MinimumSamples * 4 || _timeProvider.GetElapsedTime(_lastRecompute, now) >= RecomputeEvery)
+            var few = _ttftSamples < MedianBelow || _durationSamples < MedianBelow;
+            if (++_sinceRecompute >= RecomputeEverySamples || few || _count <= MinimumSamples * 4 || _timeProvider.GetElapsedTime(_lastRecompute, now) >= RecomputeEvery)
             {
                 Recompute(now);
+            }
+
+            if (few)
+            {
+                // The median of few samples shrugs off the one cold or stuck request that a mean would follow.
+                var snapshot = _snapshot;
+                if (ttft is not null && _ttftSamples < MedianBelow && !double.IsNaN(snapshot.TtftP50))
+                {
+                    _ewmaTtft = snapshot.TtftP50;
+                }
+
+                if (_durationSamples < MedianBelow && !double.IsNaN(snapshot.DurationP50))
+                {
+                    _ewmaDuration = snapshot.DurationP50;
+                }
             }
         }
     }
@@ -136,6 +159,8 @@ internal sealed class LatencyTracker
             Volatile.Write(ref _lastSampleAt, 0);
             Volatile.Write(ref _snapshot, LatencySnapshot.Empty);
         }
+
+        Live.Reset();
     }
 
     private void Recompute(long now)

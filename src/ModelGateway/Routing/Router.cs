@@ -105,7 +105,11 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             view.InFlight = deployment.State.InFlight;
             view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
             view.LatencyMs = Signals.PendingFirstBytes.WithLate(Latency(deployment, info.Stream, now), deployment.State.PendingFirstBytes);
-            if (slo is not null)
+            if (slo?.Objective is { } objective)
+            {
+                Objectives.ObjectiveRanking.Assess(ref view, slo, objective, now);
+            }
+            else if (slo is not null)
             {
                 view.SloValueMs = deployment.State.Latency.SnapshotAt(now).Get(slo.Metric, slo.Percentile);
                 view.MeetsSlo = double.IsNaN(view.SloValueMs) || view.SloValueMs <= slo.Target.TotalMilliseconds;
@@ -119,12 +123,17 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         var best = -1;
         if (eligible > 0 && ShouldExplore(route, slo, counter))
         {
-            best = Explore(views);
+            best = Explore(views, slo?.Objective is not null);
             if (best >= 0)
             {
                 views[best].Score = double.NegativeInfinity;
                 reason = DecisionReason.Exploration;
             }
+        }
+
+        if (slo?.Objective is not null && eligible > 0)
+        {
+            reason = Objectives.ObjectiveRanking.Rank(views, reason);
         }
 
         var take = explain ? eligible : Math.Min(eligible, RankLimit(route));
@@ -343,6 +352,11 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         }
 
         // The header names a time-to-first-token target, whatever the route's own objective measures.
+        if (route.Slo is { Objective: not null } objective)
+        {
+            return objective with { Target = target };
+        }
+
         return new SloSettings(LatencyMetric.Ttft, route.Slo?.Percentile ?? 90, target, AllowRequestOverride: true);
     }
 
@@ -480,7 +494,8 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
     }
 
     // The eligible candidate measured longest ago (or never), unless it would be first anyway.
-    private static int Explore(Span<CandidateView> views)
+    // On an objective route, never a deployment known to miss the target (probes re-measure those, not client requests), nor one over the cost cap.
+    private static int Explore(Span<CandidateView> views, bool objective)
     {
         var current = -1;
         var stalest = -1;
@@ -496,6 +511,11 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             if (current < 0 || Better(view, views[current]))
             {
                 current = i;
+            }
+
+            if (objective && (view.OverCostCap || Objectives.ObjectiveRanking.KnownToMiss(view)))
+            {
+                continue;
             }
 
             var at = view.Deployment.State.Latency.LastSampleAt;

@@ -38,6 +38,12 @@ internal enum DecisionReason : byte
     SloMet,
     SloMissedFastest,
     Exploration,
+
+    /// <summary>Route objective: the first misses a little more than allowed, and the route has misses to spare.</summary>
+    SloSpendingMisses,
+
+    /// <summary>Route objective: only deployments above <c>maxCostPer1k</c> are left.</summary>
+    SloOverCostCap,
 }
 
 /// <summary>One deployment as a decision saw it: what it would cost, how fast it is, and whether it may serve.</summary>
@@ -56,6 +62,12 @@ internal struct CandidateView
     public double Score;
     public long TieBreak;
     public TimeSpan Unavailable;
+
+    /// <summary>Route objective: counted as meeting the target by spending the route's allowed misses.</summary>
+    public bool SpendsMissBudget;
+
+    /// <summary>Route objective: above <c>maxCostPer1k</c>, so a last resort.</summary>
+    public bool OverCostCap;
 
     /// <summary>Eligible, but only by having the gateway fetch the request's media URLs: ranked after every candidate that takes them.</summary>
     public bool FetchesMedia;
@@ -91,7 +103,15 @@ internal sealed class RoutingDecision
     /// <summary>Every candidate, ranked then excluded; only filled by <c>/v1/route/explain</c>.</summary>
     public CandidateView[]? Explained { get; init; }
 
-    public string ReasonText => Describe(Slo is null ? Route.StrategyName : "slo", Reason);
+    private string? _reasonText;
+
+    /// <summary>
+    /// Why the first is first. On an objective route it also states each ranked candidate's live TTFT estimate
+    /// (built once, when the reason header is written, not during the decision).
+    /// </summary>
+    public string ReasonText => _reasonText ??= Slo?.Objective is { } objective
+        ? Objectives.ObjectiveText.Reason(Describe("slo", Reason), Ranked, objective)
+        : Describe(Slo is null ? Route.StrategyName : "slo", Reason);
 
     public static string Describe(string strategy, DecisionReason reason) => reason switch
     {
@@ -104,6 +124,8 @@ internal sealed class RoutingDecision
         DecisionReason.SloMet => "slo: cheapest deployment meeting the latency target",
         DecisionReason.SloMissedFastest => "slo: none meets the target; fastest",
         DecisionReason.Exploration => strategy + ": exploring a deployment with stale latency data",
+        DecisionReason.SloSpendingMisses => "slo: cheapest deployment, spending the objective's allowed misses",
+        DecisionReason.SloOverCostCap => "slo: only deployments above maxCostPer1k are left",
         _ => strategy,
     };
 
