@@ -139,6 +139,7 @@ public static class GatewayApplication
         services.AddMetrics();
         services.AddProviders();
         services.AddSingleton<TokenEstimator>();
+        services.AddSingleton<Routing.Affinity.PrefixAffinity>();
         services.AddSingleton<Router>();
         services.AddSingleton<DeploymentStateRegistry>();
         services.AddSingleton(static sp =>

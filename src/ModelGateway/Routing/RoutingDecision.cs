@@ -38,6 +38,9 @@ internal enum DecisionReason : byte
     SloMet,
     SloMissedFastest,
     Exploration,
+
+    /// <summary>Prefix affinity: the deployment that served the request's longest long prefix last, its cache still warm.</summary>
+    Affinity,
 }
 
 /// <summary>One deployment as a decision saw it: what it would cost, how fast it is, and whether it may serve.</summary>
@@ -85,7 +88,13 @@ internal sealed class RoutingDecision
     /// <summary>Every candidate, ranked then excluded; only filled by <c>/v1/route/explain</c>.</summary>
     public CandidateView[]? Explained { get; init; }
 
-    public string ReasonText => Describe(Slo is null ? Route.StrategyName : "slo", Reason);
+    /// <summary>Prefix affinity: the deployment that served this prompt's longest remembered prefix last, and that prefix's estimated tokens.</summary>
+    public Deployment? AffinityDeployment { get; init; }
+    public int AffinityTokens { get; init; }
+
+    public string ReasonText => Reason == DecisionReason.Affinity && AffinityDeployment is { } warm
+        ? Routing.Affinity.AffinityText.Reason(AffinityTokens, warm.Name)
+        : Describe(Slo is null ? Route.StrategyName : "slo", Reason);
 
     public static string Describe(string strategy, DecisionReason reason) => reason switch
     {
@@ -98,6 +107,7 @@ internal sealed class RoutingDecision
         DecisionReason.SloMet => "slo: cheapest deployment meeting the latency target",
         DecisionReason.SloMissedFastest => "slo: none meets the target; fastest",
         DecisionReason.Exploration => strategy + ": exploring a deployment with stale latency data",
+        DecisionReason.Affinity => "affinity: last served the prompt's prefix",
         _ => strategy,
     };
 
