@@ -22,7 +22,10 @@ public sealed class PrefixAffinityTests : IAsyncLifetime
             _upstreams[i] = await FakeUpstreamServer.StartAsync();
         }
 
-        _gateway = await GatewayHost.StartAsync($$"""
+        _gateway = await GatewayHost.StartAsync(Config());
+    }
+
+    private string Config() => $$"""
             providers:
               - { name: pa, kind: openai-compatible, baseUrl: "{{_upstreams[0].OpenAIBaseUrl}}" }
               - { name: pb, kind: openai-compatible, baseUrl: "{{_upstreams[1].OpenAIBaseUrl}}" }
@@ -48,8 +51,7 @@ public sealed class PrefixAffinityTests : IAsyncLifetime
               - { name: only-b, targets: [b], resilience: { retries: 0 } }
               - { name: only-c, targets: [c], resilience: { retries: 0 } }
               - { name: claude, strategy: cost, targets: [claude-a, claude-b, claude-c], affinity: { minPrefixTokens: 200 } }
-            """);
-    }
+            """;
 
     public async Task DisposeAsync()
     {
@@ -221,6 +223,17 @@ public sealed class PrefixAffinityTests : IAsyncLifetime
 
         Assert.DoesNotContain(-1, servedBy);
         Assert.Single(servedBy.Distinct());
+    }
+
+    [Fact]
+    public async Task A_bad_affinity_block_is_refused_with_every_problem_and_its_path()
+    {
+        var result = await _gateway.EditConfigAsync(Config().Replace("affinity: { prefix: true, minPrefixTokens: 200, ttl: 5m }", "affinity: { minPrefixTokens: 0, ttl: forever, weight: -1 }", StringComparison.Ordinal));
+
+        Assert.False(result.Succeeded);
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].affinity.minPrefixTokens");
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].affinity.ttl");
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].affinity.weight");
     }
 
     // The exporter caches a scrape briefly: ask again until the series shows.
