@@ -13,7 +13,7 @@ public sealed class PrefixSpansTests
     private static PrefixSpan[] Spans(string json, int minTokens = 1) => PrefixSpans.Compute(Encoding.UTF8.GetBytes(json), Seed, minTokens);
 
     private static string Chat(params string[] turns)
-        => $$"""{"model":"m","messages":[{"role":"system","content":"{{System}}"}{{string.Concat(turns.Select(t => $",{{t}}"))}}],"stream":false}""";
+        => $$"""{"model":"m","messages":[{"role":"system","content":"{{System}}"}{{string.Concat(turns.Select(t => "," + t))}}],"stream":false}""";
 
     [Fact]
     public void The_next_turn_of_a_conversation_shares_the_whole_previous_prompt_as_a_prefix()
