@@ -226,6 +226,7 @@ public static class GatewayApplication
             services.AddHostedService(static sp => sp.GetRequiredService<RedisConnection>());
             services.AddSingleton<IRateLimiter, RedisRateLimiter>();
             services.AddSingleton<IKeyStore, RedisKeyStore>();
+            services.AddHostedService<Routing.Affinity.AffinitySharing>();
             services.AddSingleton<RedisUsageStore>();
             services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<RedisUsageStore>());
             services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<RedisUsageStore>());

@@ -25,7 +25,7 @@ internal enum AffinityOutcome : byte
 /// Which deployment served each long prompt prefix last, per gateway process. Bounded (at most
 /// <see cref="MaxEntries"/> prefixes, the least recently used evicted first by <see cref="MemoryCache"/>'s
 /// compaction) and forgetting: an entry counts only for the route's <c>ttl</c> after it was last served.
-/// In memory only: replicas learn on their own (docs/routing.md says what that means behind a load balancer).
+/// With Redis state, <see cref="AffinitySharing"/> tells the other replicas what this one remembers, in the background.
 /// </summary>
 internal sealed class PrefixAffinity : IDisposable
 {
@@ -42,6 +42,9 @@ internal sealed class PrefixAffinity : IDisposable
         _outcomes = meterFactory.Create(GatewayMetrics.MeterName).CreateCounter<long>("modelgateway.routing.affinity", "{request}",
             "Routed requests with a prompt prefix at least minPrefixTokens long, by route and affinity outcome (hit, miss, overridden).");
     }
+
+    /// <summary>With Redis state: where what this replica remembers is sent to the others; null without Redis.</summary>
+    public AffinitySharing? Sharing { get; set; }
 
     /// <summary>The deployment that served the longest of <paramref name="spans"/> last, and that prefix's length; null when none did within the TTL.</summary>
     public (string? Deployment, int Tokens) Lookup(PrefixSpan[] spans, long now)
@@ -60,19 +63,39 @@ internal sealed class PrefixAffinity : IDisposable
     /// <summary>Remembers that <paramref name="deployment"/> now holds every one of <paramref name="spans"/> in its cache.</summary>
     public void Remember(PrefixSpan[] spans, string deployment, AffinitySettings settings)
     {
-        var expiresAt = _timeProvider.GetTimestamp() + (long)(settings.Ttl.TotalSeconds * _timeProvider.TimestampFrequency);
+        var expiresAt = ExpiresAt(settings.Ttl);
         foreach (var span in spans)
         {
-            if (_entries.TryGetValue(span.Hash, out AffinityEntry? entry) && entry is not null)
-            {
-                // A conversation's earlier prefixes are already here: refresh them in place, no allocation.
-                entry.Deployment = deployment;
-                Volatile.Write(ref entry.ExpiresAt, expiresAt);
-                continue;
-            }
-
-            _entries.Set(span.Hash, new AffinityEntry { Deployment = deployment, ExpiresAt = expiresAt }, settings.EntryOptions);
+            Store(span.Hash, deployment, expiresAt, settings.EntryOptions);
         }
+
+        Sharing?.Publish(spans, deployment, settings.Ttl);
+    }
+
+    /// <summary>What another replica remembered (through Redis): stored here as if served here, and not passed on.</summary>
+    public void Learn(ulong hash, string deployment, TimeSpan ttl)
+    {
+        if (ttl <= TimeSpan.Zero || ttl > AffinitySettings.MaxTtl)
+        {
+            return;
+        }
+
+        Store(hash, deployment, ExpiresAt(ttl), new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = ttl });
+    }
+
+    private long ExpiresAt(TimeSpan ttl) => _timeProvider.GetTimestamp() + (long)(ttl.TotalSeconds * _timeProvider.TimestampFrequency);
+
+    private void Store(ulong hash, string deployment, long expiresAt, MemoryCacheEntryOptions options)
+    {
+        if (_entries.TryGetValue(hash, out AffinityEntry? entry) && entry is not null)
+        {
+            // A conversation's earlier prefixes are already here: refresh them in place, no allocation.
+            entry.Deployment = deployment;
+            Volatile.Write(ref entry.ExpiresAt, expiresAt);
+            return;
+        }
+
+        _entries.Set(hash, new AffinityEntry { Deployment = deployment, ExpiresAt = expiresAt }, options);
     }
 
     public void Count(string route, AffinityOutcome outcome)
