@@ -179,6 +179,7 @@ internal sealed partial class Router(TokenEstimator tokens, TimeProvider timePro
             Explained = explained,
             AffinityDeployment = match.Deployment,
             AffinityTokens = match.Tokens,
+            AffinityOutcome = match.Outcome,
         };
     }
 

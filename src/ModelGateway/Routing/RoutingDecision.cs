@@ -91,6 +91,7 @@ internal sealed class RoutingDecision
     /// <summary>Prefix affinity: the deployment that served this prompt's longest remembered prefix last, and that prefix's estimated tokens.</summary>
     public Deployment? AffinityDeployment { get; init; }
     public int AffinityTokens { get; init; }
+    public Routing.Affinity.AffinityOutcome AffinityOutcome { get; init; }
 
     public string ReasonText => Reason == DecisionReason.Affinity && AffinityDeployment is { } warm
         ? Routing.Affinity.AffinityText.Reason(AffinityTokens, warm.Name)

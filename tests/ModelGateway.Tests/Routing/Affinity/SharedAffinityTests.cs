@@ -71,11 +71,13 @@ public sealed class SharedAffinityTests : IAsyncLifetime
         messages.Add(new { role = "user", content = "Still jams." });
 
         // The first replica publishes what it remembered in the background: wait until the second has heard it.
+        JsonNode explained = null!;
         var decision = string.Empty;
         for (var i = 0; i < 100 && !decision.StartsWith("affinity:", StringComparison.Ordinal); i++)
         {
-            using var explained = await _second.PostAsync("v1/route/explain", Body(messages));
-            decision = JsonNode.Parse(await explained.Content.ReadAsStringAsync())!["decision"]!.GetValue<string>();
+            using var response = await _second.PostAsync("v1/route/explain", Body(messages));
+            explained = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            decision = explained["decision"]!.GetValue<string>();
             if (!decision.StartsWith("affinity:", StringComparison.Ordinal))
             {
                 await Task.Delay(50);
@@ -83,6 +85,9 @@ public sealed class SharedAffinityTests : IAsyncLifetime
         }
 
         Assert.EndsWith("last served by " + servedBy, decision, StringComparison.Ordinal);
+        Assert.Equal("hit", explained["affinity"]!["outcome"]!.GetValue<string>());
+        Assert.Equal(servedBy, explained["affinity"]!["last_served_by"]!.GetValue<string>());
+        Assert.True(explained["affinity"]!["prefix_tokens"]!.GetValue<int>() >= 200);
         for (var turn = 0; turn < 3; turn++)
         {
             // Other traffic on the second replica moves its tie-breaking rotation on.
