@@ -9,8 +9,9 @@ internal readonly record struct PrefixSpan(ulong Hash, int Tokens);
 /// <summary>
 /// Cuts a request body into cumulative prompt prefixes at message boundaries: first the system prompt
 /// (<c>system</c>, <c>instructions</c>) and tools, whatever their order in the body, then each earlier
-/// turn in turn. Two requests share a span exactly when they share those bytes, which is what a
-/// provider's prompt cache and vLLM's prefix cache key on too. Only runs for routes with affinity on.
+/// turn in turn. Two requests share a span when they share those JSON tokens, which is what a provider's
+/// prompt cache and vLLM's prefix cache key on too; <c>cache_control</c> markers are left out, because
+/// Anthropic clients move them to the newest turn on every request. Only runs for routes with affinity on.
 /// </summary>
 internal static class PrefixSpans
 {
@@ -68,11 +69,9 @@ internal static class PrefixSpans
 
         var spans = new Collector(new XxHash64(unchecked((long)seed)), stackalloc PrefixSpan[MaxSpans], minTokens);
         PrefixSpan? head = null;
-        var headBytes = body[system].Length + body[tools].Length;
-        if (headBytes > 0)
+        if (body[system].Length + body[tools].Length > 0)
         {
-            spans.Hasher.Append(body[system]);
-            spans.Hasher.Append(body[tools]);
+            var headBytes = AppendCanonical(spans.Hasher, body[system]) + AppendCanonical(spans.Hasher, body[tools]);
             spans.Bytes = headBytes;
             var tokens = Tokens(headBytes, 1);
             if (tokens >= minTokens)
@@ -129,8 +128,7 @@ internal static class PrefixSpans
 
         public void Add(ReadOnlySpan<byte> turn)
         {
-            Hasher.Append(turn);
-            Bytes += turn.Length;
+            Bytes += AppendCanonical(Hasher, turn);
             _turns++;
             var tokens = Tokens(Bytes, _turns + 1);
             if (tokens < minTokens)
@@ -142,6 +140,35 @@ internal static class PrefixSpans
             Next = (Next + 1) % MaxSpans;
             Filled = Math.Min(Filled + 1, MaxSpans);
         }
+    }
+
+    // Hashes a JSON value token by token (kind and raw value), skipping cache_control; returns the bytes hashed.
+    private static long AppendCanonical(XxHash64 hasher, ReadOnlySpan<byte> json)
+    {
+        if (json.IsEmpty)
+        {
+            return 0;
+        }
+
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+        Span<byte> kind = stackalloc byte[1];
+        long bytes = 0;
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.PropertyName && reader.ValueTextEquals("cache_control"u8))
+            {
+                reader.Read();
+                reader.Skip();
+                continue;
+            }
+
+            kind[0] = (byte)reader.TokenType;
+            hasher.Append(kind);
+            hasher.Append(reader.ValueSpan);
+            bytes += reader.ValueSpan.Length + 1;
+        }
+
+        return bytes;
     }
 
     // The TokenEstimator's figure: about four bytes a token, plus each message's template overhead.

@@ -86,7 +86,11 @@ internal sealed partial class Router
                     }
                 }
 
-                remembered.Score = Math.Min(remembered.Score, best - 1);
+                if (settings.Weight > 0)
+                {
+                    remembered.Score = Math.Min(remembered.Score, best - 1);
+                }
+
                 break;
         }
 

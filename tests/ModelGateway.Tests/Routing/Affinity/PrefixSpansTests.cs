@@ -53,6 +53,16 @@ public sealed class PrefixSpansTests
     }
 
     [Fact]
+    public void Cache_control_markers_moving_to_the_newest_turn_do_not_change_the_prefix()
+    {
+        // Anthropic clients mark the newest turn for caching, so an earlier turn loses its marker on the next request.
+        var first = Spans($$$"""{"model":"m","system":"{{{System}}}","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}]}""");
+        var second = Spans($$$"""{"model":"m","system":"{{{System}}}","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":"hello"},{"role":"user","content":[{"type":"text","text":"again","cache_control":{"type":"ephemeral"}}]}]}""");
+
+        Assert.Equal(first[0], second[2]);
+    }
+
+    [Fact]
     public void The_same_prompt_on_another_route_is_another_prefix()
     {
         var body = Encoding.UTF8.GetBytes(Chat("""{"role":"user","content":"hi"}"""));
