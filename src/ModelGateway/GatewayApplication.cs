@@ -139,6 +139,7 @@ public static class GatewayApplication
         services.AddMetrics();
         services.AddProviders();
         services.AddSingleton<TokenEstimator>();
+        services.AddSingleton<Routing.Affinity.PrefixAffinity>();
         services.AddSingleton<Router>();
         services.AddSingleton<DeploymentStateRegistry>();
         services.AddSingleton(static sp =>
@@ -238,6 +239,7 @@ public static class GatewayApplication
             services.AddHostedService(static sp => sp.GetRequiredService<RedisConnection>());
             services.AddSingleton<IRateLimiter, RedisRateLimiter>();
             services.AddSingleton<IKeyStore, RedisKeyStore>();
+            services.AddHostedService<Routing.Affinity.AffinitySharing>();
             services.AddSingleton<RedisUsageStore>();
             services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<RedisUsageStore>());
             services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<RedisUsageStore>());

@@ -289,6 +289,9 @@ internal sealed class ModelRoute
 
     /// <summary>Caching: the route's response cache; null when it is off.</summary>
     public Caching.CacheSettings? Cache { get; set; }
+
+    /// <summary>Prefix affinity: the route's settings; null when it is off.</summary>
+    public Routing.Affinity.AffinitySettings? Affinity { get; set; }
 }
 
 /// <summary>Compiled failover, retry, hedging and timeout settings of a route.</summary>

@@ -467,6 +467,7 @@ internal sealed partial class CatalogBuilder(
             routes.Add(NewRoute(name, doc.Description, strategy, isAuto ? [] : [.. targets], [.. weights], slo, costWeight, latencyWeight, exploration,
                 doc.ExpectedOutputTokens ?? 256, tiers, regions, tags, resilience, isAuto, isAuto ? deployments.Values : targets, retries));
             routes[^1].Cache = Caching.CacheSettings.Parse(doc.Cache, name, targets, path + ".cache", errors);
+            routes[^1].Affinity = Routing.Affinity.AffinitySettings.Parse(doc.Affinity, name, path + ".affinity", errors);
         }
 
         if (!firstSeen.ContainsKey(AutoRoute) && deployments.Count > 0)

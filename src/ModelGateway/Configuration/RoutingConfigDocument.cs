@@ -160,6 +160,9 @@ public sealed class RouteDocument
 
     // Caching: the route's response cache (off when absent).
     public CacheDocument? Cache { get; set; }
+
+    // Prefix affinity (issue 18): requests sharing a long prompt prefix prefer the deployment that served it last.
+    public AffinityDocument? Affinity { get; set; }
 }
 
 /// <summary>A route target: a deployment name, optionally with a weight.</summary>

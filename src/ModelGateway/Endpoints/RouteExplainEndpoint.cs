@@ -91,6 +91,7 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router, 
             json.WriteNull("slo");
         }
 
+        Routing.Affinity.AffinityText.WriteExplain(json, decision);
         json.WriteStartArray("candidates");
         var rank = 0;
         foreach (var view in decision.Explained!)

@@ -204,6 +204,7 @@ internal sealed partial class CompletionHandler(
 
             var deployment = outcome.Deployment!;
             request.ServedBy = deployment;
+            request.Affinity?.Remember(deployment);
             request.FirstByteTimestamp = outcome.FirstByteAt;
             request.TimeToFirstToken = timeProvider.GetElapsedTime(outcome.StartedAt, outcome.FirstByteAt);
             request.StatusCode = StatusCodes.Status200OK;

@@ -101,6 +101,9 @@ internal sealed class GatewayRequest : IDisposable
     /// </summary>
     public string? PinnedDeployment { get; set; }
 
+    /// <summary>Prefix affinity: the prompt's prefixes, remembered for whichever deployment serves; null when the route has it off.</summary>
+    public Routing.Affinity.AffinityTicket? Affinity { get; set; }
+
     /// <summary>Caching: the response cache's plan for this request; null when its route has no cache.</summary>
     public Caching.CachePlan? CachePlan { get; set; }
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Resilience;
+using ModelGateway.Routing.Affinity;
 using ModelGateway.State;
 using ModelGateway.Wire;
 
@@ -12,9 +13,9 @@ namespace ModelGateway.Routing;
 /// the request needs (operation, tools, images, media URLs, structured output, context window), by route and
 /// key constraints, and by live health (circuit, 429 cool-down, RPM/TPM, capacity); then ranks by
 /// the route's strategy and latency objective. Pure and lock-free: no I/O, no waiting, and no
-/// allocation beyond the result.
+/// allocation beyond the result (routes with prefix affinity on also hash the prompt's prefixes).
 /// </summary>
-internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
+internal sealed partial class Router(TokenEstimator tokens, TimeProvider timeProvider, PrefixAffinity? affinity = null)
 {
     /// <summary>Score given to candidates that miss a latency objective, so they rank after every one that meets it.</summary>
     private const double MissedSlo = 1e15;
@@ -120,6 +121,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
         }
 
         var reason = Score(route, views, counter, slo, maxCost, maxLatency);
+        var match = route.Affinity is { } affinitySettings && affinity is not null && eligible > 0
+            ? ApplyAffinity(request, route, affinitySettings, views, maxCost, maxLatency, explain)
+            : default;
         var best = -1;
         if (eligible > 0 && ShouldExplore(route, slo, counter))
         {
@@ -152,6 +156,23 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             SelectTop(views, ranked);
         }
 
+        if (match.Outcome == AffinityOutcome.Hit)
+        {
+            if (ReferenceEquals(ranked[0], match.Deployment))
+            {
+                reason = DecisionReason.Affinity;
+            }
+            else
+            {
+                match = match with { Outcome = AffinityOutcome.Overridden };
+            }
+        }
+
+        if (!explain)
+        {
+            affinity?.Count(route.Name, match.Outcome);
+        }
+
         return new RoutingDecision
         {
             Ranked = ranked,
@@ -167,6 +188,9 @@ internal sealed class Router(TokenEstimator tokens, TimeProvider timeProvider)
             BlockingLimit = blockingLimit,
             BlockingRetryAfter = blockingRetry == TimeSpan.MaxValue ? TimeSpan.Zero : blockingRetry,
             Explained = explained,
+            AffinityDeployment = match.Deployment,
+            AffinityTokens = match.Tokens,
+            AffinityOutcome = match.Outcome,
         };
     }
 

@@ -44,6 +44,9 @@ internal enum DecisionReason : byte
 
     /// <summary>Route objective: only deployments above <c>maxCostPer1k</c> are left.</summary>
     SloOverCostCap,
+
+    /// <summary>Prefix affinity: the deployment that served the request's longest long prefix last, its cache still warm.</summary>
+    Affinity,
 }
 
 /// <summary>One deployment as a decision saw it: what it would cost, how fast it is, and whether it may serve.</summary>
@@ -103,13 +106,20 @@ internal sealed class RoutingDecision
     /// <summary>Every candidate, ranked then excluded; only filled by <c>/v1/route/explain</c>.</summary>
     public CandidateView[]? Explained { get; init; }
 
+    /// <summary>Prefix affinity: the deployment that served this prompt's longest remembered prefix last, and that prefix's estimated tokens.</summary>
+    public Deployment? AffinityDeployment { get; init; }
+    public int AffinityTokens { get; init; }
+    public Routing.Affinity.AffinityOutcome AffinityOutcome { get; init; }
+
     private string? _reasonText;
 
     /// <summary>
     /// Why the first is first. On an objective route it also states each ranked candidate's live TTFT estimate
     /// (built once, when the reason header is written, not during the decision).
     /// </summary>
-    public string ReasonText => _reasonText ??= Slo?.Objective is { } objective
+    public string ReasonText => _reasonText ??= Reason == DecisionReason.Affinity && AffinityDeployment is { } warm
+        ? Routing.Affinity.AffinityText.Reason(AffinityTokens, warm.Name)
+        : Slo?.Objective is { } objective
         ? Objectives.ObjectiveText.Reason(Describe("slo", Reason), Ranked, objective)
         : Describe(Slo is null ? Route.StrategyName : "slo", Reason);
 
@@ -126,6 +136,7 @@ internal sealed class RoutingDecision
         DecisionReason.Exploration => strategy + ": exploring a deployment with stale latency data",
         DecisionReason.SloSpendingMisses => "slo: cheapest deployment, spending the objective's allowed misses",
         DecisionReason.SloOverCostCap => "slo: only deployments above maxCostPer1k are left",
+        DecisionReason.Affinity => "affinity: last served the prompt's prefix",
         _ => strategy,
     };
 

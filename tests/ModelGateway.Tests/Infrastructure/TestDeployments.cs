@@ -28,7 +28,8 @@ internal static class TestDeployments
         TimeSpan? latencyWindow = null,
         int? maxOutputTokens = null,
         int? rpm = null,
-        int? tpm = null)
+        int? tpm = null,
+        double? cacheReadPrice = null)
     {
         time ??= TimeProvider.System;
         var provider = new ProviderEndpoint
@@ -55,7 +56,7 @@ internal static class TestDeployments
             UpstreamModelJson = JsonSerializer.SerializeToUtf8Bytes(upstreamModel),
             ContextWindow = contextWindow,
             MaxOutputTokens = maxOutputTokens,
-            Pricing = new Pricing(inputPrice / 1_000_000, outputPrice / 1_000_000, inputPrice / 1_000_000, perHour),
+            Pricing = new Pricing(inputPrice / 1_000_000, outputPrice / 1_000_000, (cacheReadPrice ?? inputPrice) / 1_000_000, perHour),
             Capabilities = capabilities,
             Capacity = capacity,
             RpmLimit = rpm,

@@ -48,7 +48,7 @@ public sealed class ScrapedGateway : IAsyncLifetime
           - { name: embed-west, provider: west, model: embed-model, pricing: { input: 0.02, output: 0 }, capabilities: [embeddings] }
           - { name: gpu-east, provider: east, model: llama-model, capacity: 4, pricing: { perHour: 2.4 } }
         routes:
-          - { name: chat, strategy: priority, targets: [chat-east, chat-west] }
+          - { name: chat, strategy: priority, targets: [chat-east, chat-west], affinity: { minPrefixTokens: 1 } }
           - { name: failover, strategy: priority, targets: [broken-east, chat-west] }
           - { name: throttled, strategy: priority, targets: [throttled-east, chat-east] }
           - { name: hedged, strategy: priority, targets: [slow-east, chat-west], resilience: { hedging: { delay: 100ms, maxAttempts: 2 } } }
