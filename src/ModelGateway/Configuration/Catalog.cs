@@ -149,6 +149,9 @@ internal sealed class Deployment
     public required int? Capacity { get; init; }
     public required int? RpmLimit { get; init; }
     public required int? TpmLimit { get; init; }
+
+    /// <summary>Quotas: read the provider's quota headers and learn from its 429s (<c>quotas.learn</c>).</summary>
+    public bool QuotaLearn { get; init; } = true;
     public required string? Region { get; init; }
     public required string[] Tags { get; init; }
     public required TokenizerKind Tokenizer { get; init; }

@@ -342,6 +342,7 @@ internal sealed partial class CatalogBuilder(
                 Capacity = doc.Capacity,
                 RpmLimit = doc.Limits?.Rpm,
                 TpmLimit = doc.Limits?.Tpm,
+                QuotaLearn = doc.Quotas?.Learn ?? true,
                 Region = doc.Region ?? provider.Region,
                 Tags = doc.Tags?.ToArray() ?? provider.Tags,
                 Tokenizer = tokenizer,
@@ -1011,6 +1012,7 @@ internal sealed class DeploymentStateRegistry(TimeProvider timeProvider)
             }
 
             state.Fingerprint = fingerprint;
+            state.Quota.Learn = deployment.QuotaLearn;
             state.Latency.Window = deployment.LatencyWindow;
             if (state.Circuit is null || state.Circuit.Settings != deployment.CircuitBreaker)
             {
