@@ -30,16 +30,28 @@ internal sealed partial class QuotaSharing(
 
     private readonly RedisValue _replicaId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
 
+    // Completed by a 429's lesson so it goes out at once rather than at the next interval; replaced after each pass.
+    private TaskCompletionSource _lesson = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(options.Value.QuotaShareInterval, timeProvider);
+        var interval = options.Value.QuotaShareInterval;
+        Action nudge = () => Volatile.Read(ref _lesson).TrySetResult();
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            while (!stoppingToken.IsCancellationRequested)
             {
+                var lesson = Volatile.Read(ref _lesson);
+                await Task.WhenAny(Task.Delay(interval, timeProvider, stoppingToken), lesson.Task).ConfigureAwait(false);
+                stoppingToken.ThrowIfCancellationRequested();
+                if (lesson.Task.IsCompleted)
+                {
+                    Interlocked.CompareExchange(ref _lesson, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), lesson);
+                }
+
                 if (redis.IsAvailable)
                 {
-                    await ShareAsync().ConfigureAwait(false);
+                    await ShareAsync(nudge).ConfigureAwait(false);
                 }
             }
         }
@@ -49,7 +61,7 @@ internal sealed partial class QuotaSharing(
         }
     }
 
-    internal async Task ShareAsync()
+    private async Task ShareAsync(Action nudge)
     {
         try
         {
@@ -57,6 +69,7 @@ internal sealed partial class QuotaSharing(
             var database = redis.Database;
             foreach (var state in all)
             {
+                state.Quota.Lesson = nudge;
                 if (state.Quota.TryTakeShare(out var share))
                 {
                     // Fire and forget: a reading is advisory, and the next one follows within an interval.

@@ -26,6 +26,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     private Snapshot? _current;
     private long _requestsSince;
     private long _tokensSince;
+    private long _answeredSince;
     private int _dirty;
     private int _replicas = 1;
     private bool _learn = true;
@@ -53,7 +54,16 @@ internal sealed class QuotaState(TimeProvider timeProvider)
         public bool Owner { get; init; } = true;
 
         public long At { get; init; }
+
+        /// <summary>
+        /// Opened again after a learnt back-off, while the streak is remembered: requests in flight may grow by one
+        /// per success (a slow start), so a burst arriving as the quota reopens does not meet it all at once.
+        /// </summary>
+        public bool SlowStart { get; init; }
     }
+
+    /// <summary>Called when this replica learns something the others should know at once (a 429); set by <see cref="QuotaSharing"/>.</summary>
+    public Action? Lesson { get; set; }
 
     /// <summary>
     /// False when the deployment's <c>quotas.learn</c> is off: the gateway then ignores what the provider says
@@ -118,6 +128,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
 
         var resetAt = now + Ticks(wait);
         Replace(new Snapshot(0, -1, resetAt, resetAt + Ticks(Clamp(wait)), -1, -1, 0) { Learnt = true, Streak = streak, At = UnixMs() });
+        Lesson?.Invoke();
     }
 
     /// <summary>
@@ -127,13 +138,22 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     /// </summary>
     public void Answered()
     {
+        var latest = Volatile.Read(ref _current);
+        if (latest is { SlowStart: true })
+        {
+            Interlocked.Increment(ref _answeredSince);
+            return;
+        }
+
         if (Volatile.Read(ref _current) is { Learnt: true, Requests: >= 0 } current && timeProvider.GetTimestamp() is var now && now >= current.RequestsResetAt)
         {
             var memory = Math.Max(Ticks(MinStreakMemory), 2 * Math.Max(0, current.GraceEndsAt - current.RequestsResetAt));
-            var open = new Snapshot(-1, -1, now, now, -1, -1, 0) { Learnt = true, Streak = current.Streak, StreakUntil = now + memory, At = UnixMs() };
+            var open = new Snapshot(-1, -1, now, now, -1, -1, 0) { Learnt = true, Streak = current.Streak, StreakUntil = now + memory, At = UnixMs(), SlowStart = true };
             if (Interlocked.CompareExchange(ref _current, open, current) == current)
             {
-                Interlocked.Exchange(ref _requestsSince, 0);
+                // The probe itself is the first success of the slow start.
+                Interlocked.Exchange(ref _requestsSince, 1);
+                Interlocked.Exchange(ref _answeredSince, 1);
                 Volatile.Write(ref _dirty, 1);
             }
         }
@@ -164,6 +184,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     {
         Volatile.Write(ref _current, snapshot);
         Interlocked.Exchange(ref _requestsSince, 0);
+        Interlocked.Exchange(ref _answeredSince, 0);
         Interlocked.Exchange(ref _tokensSince, 0);
         Volatile.Write(ref _dirty, 1);
     }
@@ -233,8 +254,10 @@ internal sealed class QuotaState(TimeProvider timeProvider)
             StreakUntil = FromUnixMs(share.StreakUntil, now, nowMs),
             Owner = false,
             At = share.At,
+            SlowStart = share.Learnt && share.Requests < 0,
         });
         Interlocked.Exchange(ref _requestsSince, 0);
+        Interlocked.Exchange(ref _answeredSince, 0);
         Interlocked.Exchange(ref _tokensSince, 0);
     }
 
@@ -291,6 +314,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
             Binding.Requests => string.Create(CultureInfo.InvariantCulture, $"quota: {requests ?? 0} requests left until {until}"),
             Binding.Share => string.Create(CultureInfo.InvariantCulture, $"quota: this replica's share of the {requests ?? 0} requests left is spent until {until}"),
             Binding.AwaitingReading => string.Create(CultureInfo.InvariantCulture, $"quota: window reset, one request is finding out how much it freed (until {until})"),
+            Binding.SlowStart => "quota: reopened after a learnt back-off, requests in flight grow by one per success",
             Binding.Tokens => string.Create(CultureInfo.InvariantCulture, $"quota: {left ?? 0} tokens left until {until}, this request needs about {tokens}"),
             _ => "quota: room left",
         };
@@ -302,6 +326,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
         Requests,
         Share,
         AwaitingReading,
+        SlowStart,
         Tokens,
     }
 
@@ -315,6 +340,18 @@ internal sealed class QuotaState(TimeProvider timeProvider)
 
         var binding = Binding.None;
         var replicas = Volatile.Read(ref _replicas);
+        if (quota.SlowStart)
+        {
+            // In flight (sent and not yet answered) may be one more than what has succeeded since the quota reopened.
+            if (now < quota.StreakUntil && Volatile.Read(ref _requestsSince) - Volatile.Read(ref _answeredSince) > Volatile.Read(ref _answeredSince))
+            {
+                wait = TimeSpan.FromMilliseconds(100);
+                return Binding.SlowStart;
+            }
+
+            return Binding.None;
+        }
+
         if (quota.Requests >= 0)
         {
             var sent = Volatile.Read(ref _requestsSince);
