@@ -135,6 +135,12 @@ public sealed class LimitsDocument
 {
     public int? Rpm { get; set; }
     public int? Tpm { get; set; }
+
+    /// <summary>Requests in the provider's own window, e.g. <c>60 per 10s</c> (instead of <see cref="Rpm"/>).</summary>
+    public string? Requests { get; set; }
+
+    /// <summary>Tokens in the provider's own window, e.g. <c>100000 per 1m</c> (instead of <see cref="Tpm"/>).</summary>
+    public string? Tokens { get; set; }
 }
 
 /// <summary>How the gateway treats what the provider says about its quota.</summary>

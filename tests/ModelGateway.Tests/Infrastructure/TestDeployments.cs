@@ -28,7 +28,9 @@ internal static class TestDeployments
         TimeSpan? latencyWindow = null,
         int? maxOutputTokens = null,
         int? rpm = null,
-        int? tpm = null)
+        int? tpm = null,
+        WindowLimit? requests = null,
+        WindowLimit? tokens = null)
     {
         time ??= TimeProvider.System;
         var provider = new ProviderEndpoint
@@ -58,8 +60,8 @@ internal static class TestDeployments
             Pricing = new Pricing(inputPrice / 1_000_000, outputPrice / 1_000_000, inputPrice / 1_000_000, perHour),
             Capabilities = capabilities,
             Capacity = capacity,
-            RpmLimit = rpm,
-            TpmLimit = tpm,
+            RequestLimit = requests ?? (rpm is { } r ? new WindowLimit(r, 60) : null),
+            TokenLimit = tokens ?? (tpm is { } t ? new WindowLimit(t, 60) : null),
             Region = region,
             Tags = tags ?? [],
             Tokenizer = tokenizer,
