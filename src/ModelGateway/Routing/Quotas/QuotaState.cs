@@ -23,6 +23,11 @@ internal sealed class QuotaState(TimeProvider timeProvider)
     // a window of opening is the same quota, and starting over at 1 s would pay the whole ladder again.
     private static readonly TimeSpan MinStreakMemory = TimeSpan.FromSeconds(10);
 
+    // While a reopened quota is on probation, at most this many requests per replica await their first byte
+    // (the answer's headers: a 429 comes back as fast as a success does, so this bounds the overshoot, not throughput much).
+    private const int SlowStartMaxWaiting = 2;
+    private static readonly TimeSpan SlowStartPause = TimeSpan.FromMilliseconds(100);
+
     private Snapshot? _current;
     private long _requestsSince;
     private long _tokensSince;
@@ -56,8 +61,8 @@ internal sealed class QuotaState(TimeProvider timeProvider)
         public long At { get; init; }
 
         /// <summary>
-        /// Opened again after a learnt back-off, while the streak is remembered: requests in flight may grow by one
-        /// per success (a slow start), so a burst arriving as the quota reopens does not meet it all at once.
+        /// Opened again after a learnt back-off, while the streak is remembered: requests awaiting their first byte
+        /// may be as many as have succeeded since, up to two (a slow start), so a burst does not meet the quota all at once.
         /// </summary>
         public bool SlowStart { get; init; }
     }
@@ -145,7 +150,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
             return;
         }
 
-        if (Volatile.Read(ref _current) is { Learnt: true, Requests: >= 0 } current && timeProvider.GetTimestamp() is var now && now >= current.RequestsResetAt)
+        if (latest is { Learnt: true, Requests: >= 0 } current && timeProvider.GetTimestamp() is var now && now >= current.RequestsResetAt)
         {
             var memory = Math.Max(Ticks(MinStreakMemory), 2 * Math.Max(0, current.GraceEndsAt - current.RequestsResetAt));
             var open = new Snapshot(-1, -1, now, now, -1, -1, 0) { Learnt = true, Streak = current.Streak, StreakUntil = now + memory, At = UnixMs(), SlowStart = true };
@@ -314,7 +319,7 @@ internal sealed class QuotaState(TimeProvider timeProvider)
             Binding.Requests => string.Create(CultureInfo.InvariantCulture, $"quota: {requests ?? 0} requests left until {until}"),
             Binding.Share => string.Create(CultureInfo.InvariantCulture, $"quota: this replica's share of the {requests ?? 0} requests left is spent until {until}"),
             Binding.AwaitingReading => string.Create(CultureInfo.InvariantCulture, $"quota: window reset, one request is finding out how much it freed (until {until})"),
-            Binding.SlowStart => "quota: reopened after a learnt back-off, requests in flight grow by one per success",
+            Binding.SlowStart => "quota: reopened after a learnt back-off, at most 2 requests at a time await an answer",
             Binding.Tokens => string.Create(CultureInfo.InvariantCulture, $"quota: {left ?? 0} tokens left until {until}, this request needs about {tokens}"),
             _ => "quota: room left",
         };
@@ -342,11 +347,26 @@ internal sealed class QuotaState(TimeProvider timeProvider)
         var replicas = Volatile.Read(ref _replicas);
         if (quota.SlowStart)
         {
-            // In flight (sent and not yet answered) may be one more than what has succeeded since the quota reopened.
-            if (now < quota.StreakUntil && Volatile.Read(ref _requestsSince) - Volatile.Read(ref _answeredSince) > Volatile.Read(ref _answeredSince))
+            // Requests awaiting their first byte may be as many as have succeeded since the quota reopened, up to
+            // SlowStartMaxWaiting: a burst then meets a quota near its end a couple of requests at a time, not all at once.
+            var answered = Volatile.Read(ref _answeredSince);
+            if (now < quota.StreakUntil && Volatile.Read(ref _requestsSince) - answered >= Math.Clamp(answered, 1, SlowStartMaxWaiting))
             {
-                wait = TimeSpan.FromMilliseconds(100);
+                wait = SlowStartPause;
                 return Binding.SlowStart;
+            }
+
+            return Binding.None;
+        }
+
+        if (quota.Learnt && quota.Requests >= 0 && now >= quota.GraceEndsAt && now < quota.GraceEndsAt + (2 * (quota.GraceEndsAt - quota.RequestsResetAt)))
+        {
+            // The prober's reading never came (it had no traffic, or its probe failed otherwise): every replica now
+            // probes, one request at a time, rather than all opening at once onto a quota that may still be spent.
+            if (Volatile.Read(ref _requestsSince) - Volatile.Read(ref _answeredSince) >= 1)
+            {
+                wait = SlowStartPause;
+                return Binding.AwaitingReading;
             }
 
             return Binding.None;
