@@ -87,4 +87,31 @@ public sealed class QuotaSharingTests : IAsyncLifetime
         Assert.Equal("b", await DeploymentOfAsync(second));
         Assert.Equal(1, _primary.RequestCount);
     }
+
+    [Fact]
+    public async Task A_limit_in_the_providers_own_window_holds_across_replicas()
+    {
+        var config = $$"""
+            providers:
+              - { name: primary, kind: openai-compatible, baseUrl: "{{_primary.OpenAIBaseUrl}}" }
+              - { name: fallback, kind: openai-compatible, baseUrl: "{{_fallback.OpenAIBaseUrl}}" }
+            deployments:
+              - { name: a, provider: primary, model: a-model, limits: { requests: "2 per 30s" } }
+              - { name: b, provider: fallback, model: b-model }
+            routes:
+              - { name: chat, strategy: priority, targets: [a, b] }
+            """;
+        var settings = new Dictionary<string, string?> { ["State:Redis"] = _redis.ConnectionString, ["State:CommandTimeout"] = "00:00:02" };
+        await using var first = await GatewayHost.StartAsync(config, settings);
+        await using var second = await GatewayHost.StartAsync(config, settings);
+
+        Assert.Equal("a", await DeploymentOfAsync(first));
+        Assert.Equal("a", await DeploymentOfAsync(second));
+
+        // Two in the window, taken on two replicas: the third, on either, goes elsewhere.
+        Assert.Equal("b", await DeploymentOfAsync(first));
+        Assert.Equal("b", await DeploymentOfAsync(second));
+        Assert.Equal(2, _primary.RequestCount);
+        Assert.Equal("rate_limited", (await ExcludedAsync(second, "a")).GetProperty("reason").GetString());
+    }
 }
