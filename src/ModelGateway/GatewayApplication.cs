@@ -244,6 +244,9 @@ public static class GatewayApplication
             services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<RedisUsageStore>());
             services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<RedisUsageStore>());
             services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: ["ready"]);
+
+            // Quotas: what each provider says is left, shared between replicas.
+            services.AddHostedService<Routing.Quotas.QuotaSharing>();
             return;
         }
 

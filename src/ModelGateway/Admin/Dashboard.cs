@@ -176,6 +176,7 @@ internal sealed class DashboardState(
                 }
 
                 Routing.Signals.LoadJson.Write(json, deployment, timeProvider.GetUtcNow());
+                WriteQuota(json, live.Quota.View());
                 json.WriteNumber("requests_per_second", Math.Round(attempts / 60.0, 2));
                 json.WriteNumber("error_rate", attempts == 0 ? 0 : Math.Round(failed / (double)attempts, 4));
                 Ms(json, "latency_p50_ms", latency.DurationP50);
@@ -228,6 +229,38 @@ internal sealed class DashboardState(
         }
 
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    // Quotas: what the provider last said is left (net of what was sent since), or null when it has said nothing.
+    private static void WriteQuota(Utf8JsonWriter json, Routing.Quotas.QuotaView? quota)
+    {
+        if (quota is null)
+        {
+            json.WriteNull("quota");
+            return;
+        }
+
+        json.WriteStartObject("quota");
+        Nullable(json, "requests_left", quota.RequestsLeft);
+        Nullable(json, "requests_limit", quota.RequestsLimit);
+        Nullable(json, "tokens_left", quota.TokensLeft);
+        Nullable(json, "tokens_limit", quota.TokensLimit);
+        json.WriteNumber("reset_seconds", Math.Round(quota.ResetIn.TotalSeconds, 1));
+        json.WriteBoolean("learnt", quota.Learnt);
+        json.WriteNumber("streak", quota.Streak);
+        json.WriteEndObject();
+
+        static void Nullable(Utf8JsonWriter json, string name, long? value)
+        {
+            if (value is { } v)
+            {
+                json.WriteNumber(name, v);
+            }
+            else
+            {
+                json.WriteNull(name);
+            }
+        }
     }
 
     private static string Health(Deployment deployment, CircuitStatus circuit, long now) => circuit switch

@@ -121,6 +121,12 @@ internal sealed class ProviderEndpoint
     public ProbeSettings Probe { get; init; } = ProbeSettings.Default;
 }
 
+/// <summary>A provider's limit in its own terms: at most <paramref name="Count"/> in any <paramref name="WindowSeconds"/> seconds.</summary>
+internal readonly record struct WindowLimit(long Count, int WindowSeconds)
+{
+    public const int MaxWindowSeconds = 3600;
+}
+
 /// <summary>A compiled deployment: one model on one provider, with its economics and live state.</summary>
 internal sealed class Deployment
 {
@@ -147,8 +153,14 @@ internal sealed class Deployment
     public required Pricing Pricing { get; init; }
     public required Capabilities Capabilities { get; init; }
     public required int? Capacity { get; init; }
-    public required int? RpmLimit { get; init; }
-    public required int? TpmLimit { get; init; }
+    /// <summary>The provider's request limit (<c>rpm</c>, or <c>requests: "60 per 10s"</c>), held across replicas.</summary>
+    public required WindowLimit? RequestLimit { get; init; }
+
+    /// <summary>The provider's token limit (<c>tpm</c>, or <c>tokens: "100000 per 1m"</c>): input estimate plus max_tokens, corrected by usage.</summary>
+    public required WindowLimit? TokenLimit { get; init; }
+
+    /// <summary>Quotas: read the provider's quota headers and learn from its 429s (<c>quotas.learn</c>).</summary>
+    public bool QuotaLearn { get; init; } = true;
     public required string? Region { get; init; }
     public required string[] Tags { get; init; }
     public required TokenizerKind Tokenizer { get; init; }

@@ -284,8 +284,8 @@ internal sealed partial class CatalogBuilder(
 
             Positive(doc.Capacity, path + ".capacity", errors);
             var metrics = Routing.Signals.LoadMetricsSettings.Build(doc.Metrics, provider?.Kind, path + ".metrics", errors);
-            Positive(doc.Limits?.Rpm, path + ".limits.rpm", errors);
-            Positive(doc.Limits?.Tpm, path + ".limits.tpm", errors);
+            var requestLimit = ParseLimit(doc.Limits?.Rpm, "rpm", doc.Limits?.Requests, "requests", path + ".limits", errors);
+            var tokenLimit = ParseLimit(doc.Limits?.Tpm, "tpm", doc.Limits?.Tokens, "tokens", path + ".limits", errors);
             var pricing = ParsePricing(doc.Pricing, path + ".pricing", errors);
             if (known.Pricing(doc.Pricing) is { } inherited && !ReferenceEquals(inherited, doc.Pricing))
             {
@@ -343,8 +343,9 @@ internal sealed partial class CatalogBuilder(
                 Capabilities = capabilities,
                 Capacity = doc.Capacity,
                 Metrics = metrics,
-                RpmLimit = doc.Limits?.Rpm,
-                TpmLimit = doc.Limits?.Tpm,
+                RequestLimit = requestLimit,
+                TokenLimit = tokenLimit,
+                QuotaLearn = doc.Quotas?.Learn ?? true,
                 Region = doc.Region ?? provider.Region,
                 Tags = doc.Tags?.ToArray() ?? provider.Tags,
                 Tokenizer = tokenizer,
@@ -967,6 +968,48 @@ internal sealed partial class CatalogBuilder(
         return value;
     }
 
+    /// <summary>
+    /// A provider limit in its own terms: a per-minute figure (<c>rpm</c>/<c>tpm</c>) or a windowed one such as
+    /// <c>"60 per 10s"</c> (Azure OpenAI evaluates its quotas over 1 s or 10 s windows), never both.
+    /// </summary>
+    internal static WindowLimit? ParseLimit(int? perMinute, string perMinuteName, string? windowed, string windowedName, string path, List<ConfigError> errors)
+    {
+        if (perMinute is not null && windowed is not null)
+        {
+            errors.Add(new(path, $"set either {perMinuteName} or {windowedName}, not both ({perMinuteName}: {perMinute} is '{perMinute} per 1m')"));
+            return null;
+        }
+
+        if (perMinute is { } count)
+        {
+            Positive(count, path + "." + perMinuteName, errors);
+            return count > 0 ? new WindowLimit(count, 60) : null;
+        }
+
+        if (windowed is null)
+        {
+            return null;
+        }
+
+        var at = windowed.IndexOf(" per ", StringComparison.OrdinalIgnoreCase);
+        if (at <= 0
+            || !long.TryParse(windowed.AsSpan(0, at).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var limit)
+            || limit <= 0
+            || !Durations.TryParse(windowed[(at + 5)..], out var window))
+        {
+            errors.Add(new(path + "." + windowedName, $"'{windowed}' is not a limit: write '<count> per <window>', e.g. '60 per 10s' or '100000 per 1m'"));
+            return null;
+        }
+
+        if (window < TimeSpan.FromSeconds(1) || window > TimeSpan.FromSeconds(WindowLimit.MaxWindowSeconds) || window.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            errors.Add(new(path + "." + windowedName, $"the window of '{windowed}' must be whole seconds from 1s to 1h"));
+            return null;
+        }
+
+        return new WindowLimit(limit, (int)window.TotalSeconds);
+    }
+
     private static void Positive(long? value, string path, List<ConfigError> errors)
     {
         if (value is <= 0)
@@ -1018,6 +1061,7 @@ internal sealed class DeploymentStateRegistry(TimeProvider timeProvider)
             }
 
             state.Fingerprint = fingerprint;
+            state.Quota.Learn = deployment.QuotaLearn;
             state.Latency.Window = deployment.LatencyWindow;
             state.Latency.Live.HalfLife = deployment.LatencyHalfLife;
             if (state.Circuit is null || state.Circuit.Settings != deployment.CircuitBreaker)

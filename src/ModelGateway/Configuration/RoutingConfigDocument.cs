@@ -101,6 +101,9 @@ public sealed class DeploymentDocument
     public List<string>? Capabilities { get; set; }
     public int? Capacity { get; set; }
     public LimitsDocument? Limits { get; set; }
+
+    // Quotas: whether the gateway learns from the provider's quota headers and its 429s.
+    public QuotasDocument? Quotas { get; set; }
     public string? Region { get; set; }
     public List<string>? Tags { get; set; }
     public string? Tokenizer { get; set; }
@@ -138,6 +141,19 @@ public sealed class LimitsDocument
 {
     public int? Rpm { get; set; }
     public int? Tpm { get; set; }
+
+    /// <summary>Requests in the provider's own window, e.g. <c>60 per 10s</c> (instead of <see cref="Rpm"/>).</summary>
+    public string? Requests { get; set; }
+
+    /// <summary>Tokens in the provider's own window, e.g. <c>100000 per 1m</c> (instead of <see cref="Tpm"/>).</summary>
+    public string? Tokens { get; set; }
+}
+
+/// <summary>How the gateway treats what the provider says about its quota.</summary>
+public sealed class QuotasDocument
+{
+    /// <summary>Read quota headers and learn from 429s (default true); false: only a 429's own cool-down applies.</summary>
+    public bool? Learn { get; set; }
 }
 
 /// <summary>A public model name and the deployments that serve it.</summary>

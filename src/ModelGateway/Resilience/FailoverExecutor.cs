@@ -220,7 +220,9 @@ internal sealed partial class FailoverExecutor
         var request = state.Request;
         while (state.TryTakeCandidate(out var deployment))
         {
-            var admission = await _limiter.TryAcquireDeploymentAsync(deployment, request.Decision!.EstimatedInputTokens + request.Decision.ExpectedOutputTokens, context.CancellationToken).ConfigureAwait(false);
+            // Providers count max_tokens against a token quota at admission (quotas); the usage settles it after.
+            var counted = request.Info.MaxTokens is { } max ? Math.Min(max, deployment.MaxOutputTokens ?? max) : request.Decision!.ExpectedOutputTokens;
+            var admission = await _limiter.TryAcquireDeploymentAsync(deployment, request.Decision!.EstimatedInputTokens + counted, context.CancellationToken).ConfigureAwait(false);
             if (!admission.Allowed)
             {
                 _metrics.Rejected("deployment", "provider_limit", request);

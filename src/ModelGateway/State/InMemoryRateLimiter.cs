@@ -120,15 +120,15 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
 
     public ValueTask<DeploymentAdmission> TryAcquireDeploymentAsync(Deployment deployment, long estimatedTokens, CancellationToken cancellationToken)
     {
-        if (deployment.RpmLimit is null && deployment.TpmLimit is null)
+        if (deployment.RequestLimit is null && deployment.TokenLimit is null)
         {
             return new ValueTask<DeploymentAdmission>(DeploymentAdmission.Unlimited);
         }
 
-        var counters = _deployments.GetOrAdd(deployment.Name, static _ => new DeploymentCounters());
+        var counters = Counters(deployment);
         var second = timeProvider.GetUtcNow().ToUnixTimeSeconds();
-        var rpm = Scale(deployment.RpmLimit);
-        var tpm = Scale(deployment.TpmLimit);
+        var rpm = Scale(deployment.RequestLimit?.Count);
+        var tpm = Scale(deployment.TokenLimit?.Count);
         lock (counters)
         {
             var requests = counters.Requests.Sum(second);
@@ -154,7 +154,7 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
 
     public ValueTask SettleDeploymentAsync(Deployment deployment, DeploymentAdmission admission, long actualTokens)
     {
-        if (admission.ReservedTokens == 0 || !_deployments.TryGetValue(deployment.Name, out var counters))
+        if (admission.ReservedTokens == 0 || !_deployments.TryGetValue(deployment.Name, out var counters) || counters.Tokens.Length != Window(deployment.TokenLimit))
         {
             return default;
         }
@@ -203,10 +203,26 @@ internal sealed class InMemoryRateLimiter(TimeProvider timeProvider, double limi
         }
     }
 
-    private sealed class DeploymentCounters
+    // A reload that changes a window starts its count over: buckets of another length do not carry over.
+    private DeploymentCounters Counters(Deployment deployment)
     {
-        public SlidingWindow Requests { get; } = new();
-        public SlidingWindow Tokens { get; } = new();
+        var (requests, tokens) = (Window(deployment.RequestLimit), Window(deployment.TokenLimit));
+        var counters = _deployments.GetOrAdd(deployment.Name, static (_, w) => new DeploymentCounters(w.requests, w.tokens), (requests, tokens));
+        if (counters.Requests.Length != requests || counters.Tokens.Length != tokens)
+        {
+            var fresh = new DeploymentCounters(requests, tokens);
+            counters = _deployments.TryUpdate(deployment.Name, fresh, counters) ? fresh : _deployments[deployment.Name];
+        }
+
+        return counters;
+    }
+
+    private static int Window(WindowLimit? limit) => limit?.WindowSeconds ?? SlidingWindow.Seconds;
+
+    private sealed class DeploymentCounters(int requestsWindow, int tokensWindow)
+    {
+        public SlidingWindow Requests { get; } = new(requestsWindow);
+        public SlidingWindow Tokens { get; } = new(tokensWindow);
     }
 }
 

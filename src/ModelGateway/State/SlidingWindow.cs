@@ -1,22 +1,26 @@
 namespace ModelGateway.State;
 
 /// <summary>
-/// A count over the last 60 seconds, kept in one-second buckets: exact to the second, so a limit of
-/// N per minute admits N in any 60-second window and no more. Not thread-safe; callers lock.
+/// A count over the last <see cref="Length"/> seconds (60 unless a provider's limit says otherwise), kept in
+/// one-second buckets: exact to the second, so a limit of N per window admits N in any window and no more.
+/// Not thread-safe; callers lock.
 /// </summary>
-internal sealed class SlidingWindow
+internal sealed class SlidingWindow(int length = SlidingWindow.Seconds)
 {
+    /// <summary>The window of keys' limits and of <c>rpm</c>/<c>tpm</c>.</summary>
     public const int Seconds = 60;
 
-    private readonly long[] _second = new long[Seconds];
-    private readonly long[] _count = new long[Seconds];
+    private readonly long[] _second = new long[length];
+    private readonly long[] _count = new long[length];
+
+    public int Length => length;
 
     public long Sum(long now)
     {
         long sum = 0;
-        for (var i = 0; i < Seconds; i++)
+        for (var i = 0; i < length; i++)
         {
-            if (now - _second[i] < Seconds)
+            if (now - _second[i] < length)
             {
                 sum += _count[i];
             }
@@ -27,7 +31,7 @@ internal sealed class SlidingWindow
 
     public void Add(long now, long amount)
     {
-        var i = (int)(now % Seconds);
+        var i = (int)(now % length);
         if (_second[i] != now)
         {
             _second[i] = now;
@@ -40,8 +44,8 @@ internal sealed class SlidingWindow
     /// <summary>Corrects the bucket an earlier reservation went into, if it is still in the window.</summary>
     public void Adjust(long second, long now, long delta)
     {
-        var i = (int)(second % Seconds);
-        if (_second[i] == second && now - second < Seconds)
+        var i = (int)(second % length);
+        if (_second[i] == second && now - second < length)
         {
             _count[i] = Math.Max(0, _count[i] + delta);
         }
@@ -51,14 +55,14 @@ internal sealed class SlidingWindow
     public TimeSpan UntilOldestExpires(long now)
     {
         var oldest = long.MaxValue;
-        for (var i = 0; i < Seconds; i++)
+        for (var i = 0; i < length; i++)
         {
-            if (_count[i] > 0 && now - _second[i] < Seconds && _second[i] < oldest)
+            if (_count[i] > 0 && now - _second[i] < length && _second[i] < oldest)
             {
                 oldest = _second[i];
             }
         }
 
-        return oldest == long.MaxValue ? TimeSpan.Zero : TimeSpan.FromSeconds(oldest + Seconds - now);
+        return oldest == long.MaxValue ? TimeSpan.Zero : TimeSpan.FromSeconds(oldest + length - now);
     }
 }

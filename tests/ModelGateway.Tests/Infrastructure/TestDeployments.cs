@@ -29,6 +29,8 @@ internal static class TestDeployments
         int? maxOutputTokens = null,
         int? rpm = null,
         int? tpm = null,
+        WindowLimit? requests = null,
+        WindowLimit? tokens = null,
         double? cacheReadPrice = null)
     {
         time ??= TimeProvider.System;
@@ -59,8 +61,8 @@ internal static class TestDeployments
             Pricing = new Pricing(inputPrice / 1_000_000, outputPrice / 1_000_000, (cacheReadPrice ?? inputPrice) / 1_000_000, perHour),
             Capabilities = capabilities,
             Capacity = capacity,
-            RpmLimit = rpm,
-            TpmLimit = tpm,
+            RequestLimit = requests ?? (rpm is { } r ? new WindowLimit(r, 60) : null),
+            TokenLimit = tokens ?? (tpm is { } t ? new WindowLimit(t, 60) : null),
             Region = region,
             Tags = tags ?? [],
             Tokenizer = tokenizer,

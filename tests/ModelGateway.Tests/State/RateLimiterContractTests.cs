@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using ModelGateway.Configuration;
 using ModelGateway.State;
 using ModelGateway.State.Redis;
 using ModelGateway.Tests.Infrastructure;
@@ -132,6 +133,37 @@ public abstract class RateLimiterContractTests
 
         Assert.Equal(3, answers.Count(a => a.Allowed));
         Assert.True(deployment.State.LimitedRemaining > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public async Task A_deployment_limit_in_the_providers_own_window_frees_its_slots_when_that_window_moves_not_after_a_minute()
+    {
+        // requests: "2 per 2s", tokens: "100 per 2s"
+        var deployment = TestDeployments.Create("win-" + Guid.NewGuid().ToString("N")[..8], requests: new WindowLimit(2, 2), tokens: new WindowLimit(100, 2));
+
+        Assert.True((await Limiter.TryAcquireDeploymentAsync(deployment, 10, CancellationToken.None)).Allowed);
+        Assert.True((await Limiter.TryAcquireDeploymentAsync(deployment, 10, CancellationToken.None)).Allowed);
+        var refused = await Limiter.TryAcquireDeploymentAsync(deployment, 10, CancellationToken.None);
+        Assert.False(refused.Allowed);
+        Assert.InRange(refused.RetryAfter, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
+
+        // Once the 2 s window has moved past both, the deployment takes requests again.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var admitted = false;
+        while (!admitted && clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            await Task.Delay(200);
+            admitted = (await Limiter.TryAcquireDeploymentAsync(deployment, 10, CancellationToken.None)).Allowed;
+        }
+
+        Assert.True(admitted, "the window never moved");
+
+        // Tokens in the same window: 80 more would go past 100.
+        var tokens = TestDeployments.Create("win-" + Guid.NewGuid().ToString("N")[..8], tokens: new WindowLimit(100, 2));
+        Assert.True((await Limiter.TryAcquireDeploymentAsync(tokens, 60, CancellationToken.None)).Allowed);
+        var overTokens = await Limiter.TryAcquireDeploymentAsync(tokens, 60, CancellationToken.None);
+        Assert.False(overTokens.Allowed);
+        Assert.InRange(overTokens.RetryAfter, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
     }
 
     [Fact]

@@ -547,7 +547,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
 
     public async ValueTask<DeploymentAdmission> TryAcquireDeploymentAsync(Deployment deployment, long estimatedTokens, CancellationToken cancellationToken)
     {
-        if (deployment.RpmLimit is null && deployment.TpmLimit is null)
+        if (deployment.RequestLimit is null && deployment.TokenLimit is null)
         {
             return DeploymentAdmission.Unlimited;
         }
@@ -559,7 +559,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
                 var result = (RedisResult[])(await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(
                     RedisScripts.AcquireDeployment,
                     [DeploymentPrefix(deployment.Name)],
-                    [Limit(deployment.RpmLimit), Limit(deployment.TpmLimit), estimatedTokens]), "deployment").ConfigureAwait(false))!;
+                    [Limit(deployment.RequestLimit?.Count), Limit(deployment.TokenLimit?.Count), estimatedTokens, Window(deployment.RequestLimit), Window(deployment.TokenLimit)]), "deployment").ConfigureAwait(false))!;
                 var allowed = (long)result[0] == 1;
                 var wait = TimeSpan.FromSeconds((long)result[1]);
                 if (wait > TimeSpan.Zero)
@@ -601,7 +601,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
         {
             // Fire and forget: a provider window's correction is advisory, and never waited on.
             await _redis.Database.ScriptEvaluateAsync(RedisScripts.SettleDeployment, [DeploymentPrefix(deployment.Name)],
-                [admission.WindowSecond, actualTokens - admission.ReservedTokens], CommandFlags.FireAndForget).ConfigureAwait(false);
+                [admission.WindowSecond, actualTokens - admission.ReservedTokens, Window(deployment.TokenLimit)], CommandFlags.FireAndForget).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
@@ -665,6 +665,8 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
     private static RedisKey DeploymentPrefix(string deployment) => $"{{mg:deployments}}:{deployment}";
 
     private static RedisValue Limit(long? limit) => limit ?? -1;
+
+    private static RedisValue Window(WindowLimit? limit) => limit?.WindowSeconds ?? SlidingWindow.Seconds;
 
     private static RedisValue Limit(double? limit) => limit is { } value ? value.ToString("R", CultureInfo.InvariantCulture) : "-1";
 

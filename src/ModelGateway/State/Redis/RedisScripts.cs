@@ -30,12 +30,13 @@ internal static class RedisScripts
     // two fields instead of summing 60 buckets (the key expires 120 s after its last write, so a drop
     // walks at most that many seconds).
     private const string Window = """
-        local function window(key, now)
+        local function window(key, now, length)
+          length = length or 60
           local head = redis.call('HMGET', key, 's', 'o')
           local sum, oldest = tonumber(head[1] or '0'), tonumber(head[2] or '0')
-          if oldest == 0 or oldest > now - 60 then return sum, oldest end
+          if oldest == 0 or oldest > now - length then return sum, oldest end
           local second = oldest
-          while second <= now - 60 do
+          while second <= now - length do
             local count = redis.call('HGET', key, second)
             if count then
               sum = sum - tonumber(count)
@@ -56,11 +57,11 @@ internal static class RedisScripts
           return sum, oldest
         end
 
-        local function add(key, now, amount, oldest)
+        local function add(key, now, amount, oldest, length)
           redis.call('HINCRBY', key, now, amount)
           redis.call('HINCRBY', key, 's', amount)
           if oldest == 0 then redis.call('HSET', key, 'o', now) end
-          redis.call('EXPIRE', key, 120)
+          redis.call('EXPIRE', key, 2 * math.max(60, length or 60))
         end
 
         -- Corrects the bucket of a reservation (never below zero), and the sum with it.
@@ -332,32 +333,37 @@ internal static class RedisScripts
     public const string AcquireDeployment = Window + "\n" + """
         local prefix = KEYS[1]
         local rpm, tpm, estimate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+        local rw, tw = tonumber(ARGV[4] or '60'), tonumber(ARGV[5] or '60')
         local now = tonumber(redis.call('TIME')[1])
-        local rpmKey, tpmKey = prefix .. ':rpm', prefix .. ':tpm'
+        -- A window other than the minute has keys of its own, so a reload that changes it starts over.
+        local rpmKey = rw == 60 and prefix .. ':rpm' or prefix .. ':rpm:' .. rw
+        local tpmKey = tw == 60 and prefix .. ':tpm' or prefix .. ':tpm:' .. tw
         local requests, requestsOldest, tokens, tokensOldest = 0, 0, 0, 0
-        if rpm >= 0 then requests, requestsOldest = window(rpmKey, now) end
-        if tpm >= 0 then tokens, tokensOldest = window(tpmKey, now) end
-        local function wait(oldest) if oldest > 0 then return oldest + 60 - now end return 60 end
-        if rpm >= 0 and requests + 1 > rpm then return { 0, wait(requestsOldest), now } end
-        if tpm >= 0 and tokens + estimate > tpm then return { 0, wait(tokensOldest), now } end
+        if rpm >= 0 then requests, requestsOldest = window(rpmKey, now, rw) end
+        if tpm >= 0 then tokens, tokensOldest = window(tpmKey, now, tw) end
+        local function wait(oldest, length) if oldest > 0 then return oldest + length - now end return length end
+        if rpm >= 0 and requests + 1 > rpm then return { 0, wait(requestsOldest, rw), now } end
+        if tpm >= 0 and tokens + estimate > tpm then return { 0, wait(tokensOldest, tw), now } end
         if rpm >= 0 then
-          add(rpmKey, now, 1, requestsOldest)
+          add(rpmKey, now, 1, requestsOldest, rw)
           if requestsOldest == 0 then requestsOldest = now end
         end
         if tpm >= 0 then
-          add(tpmKey, now, estimate, tokensOldest)
+          add(tpmKey, now, estimate, tokensOldest, tw)
           if tokensOldest == 0 then tokensOldest = now end
         end
         local spent = 0
-        if rpm >= 0 and requests + 1 >= rpm then spent = wait(requestsOldest) end
-        if tpm >= 0 and tokens + estimate >= tpm then spent = math.max(spent, wait(tokensOldest)) end
+        if rpm >= 0 and requests + 1 >= rpm then spent = wait(requestsOldest, rw) end
+        if tpm >= 0 and tokens + estimate >= tpm then spent = math.max(spent, wait(tokensOldest, tw)) end
         return { 1, spent, now }
         """;
 
     /// <summary>Corrects a deployment's token bucket. KEYS[1] = deployment prefix. ARGV = reservation second, token delta.</summary>
     public const string SettleDeployment = Window + "\n" + """
         local now = tonumber(redis.call('TIME')[1])
-        if now - tonumber(ARGV[1]) < 60 then correct(KEYS[1] .. ':tpm', ARGV[1], tonumber(ARGV[2])) end
+        local tw = tonumber(ARGV[3] or '60')
+        local key = tw == 60 and KEYS[1] .. ':tpm' or KEYS[1] .. ':tpm:' .. tw
+        if now - tonumber(ARGV[1]) < tw then correct(key, ARGV[1], tonumber(ARGV[2])) end
         return 1
         """;
 

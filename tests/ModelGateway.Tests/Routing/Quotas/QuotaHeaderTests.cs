@@ -191,4 +191,51 @@ public sealed class QuotaHeaderTests : IAsyncLifetime
         var explained = await ExplainAsync(gateway);
         Assert.Equal("closed", Excluded(explained, "a").GetProperty("circuit").GetString());
     }
+
+    private Task<GatewayHost> StartWithoutLearningAsync() => GatewayHost.StartAsync($$"""
+        providers:
+          - {{OpenAIProvider}}
+          - { name: fallback, kind: openai-compatible, baseUrl: "{{_fallback.OpenAIBaseUrl}}" }
+        deployments:
+          - { name: a, provider: primary, model: a-model, quotas: { learn: false } }
+          - { name: b, provider: fallback, model: b-model }
+        routes:
+          - { name: chat, strategy: priority, targets: [a, b] }
+        """);
+
+    private static Dictionary<string, string> NothingLeft() => new()
+    {
+        ["x-ratelimit-limit-requests"] = "60",
+        ["x-ratelimit-remaining-requests"] = "0",
+        ["x-ratelimit-reset-requests"] = "20s",
+    };
+
+    [Fact]
+    public async Task The_live_page_shows_the_quota_headroom_the_provider_last_reported()
+    {
+        await using var gateway = await StartAsync(OpenAIProvider);
+        _primary.Enqueue("a-model", new UpstreamBehavior { Headers = NothingLeft() });
+        Assert.Equal((HttpStatusCode.OK, "a"), await SendAsync(gateway));
+
+        using var response = await gateway.Http.GetAsync("dashboard/api/state");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var deployments = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("deployments");
+        var quota = deployments.EnumerateArray().Single(d => d.GetProperty("name").GetString() == "a").GetProperty("quota");
+        Assert.Equal(0, quota.GetProperty("requests_left").GetInt64());
+        Assert.Equal(60, quota.GetProperty("requests_limit").GetInt64());
+        Assert.InRange(quota.GetProperty("reset_seconds").GetDouble(), 15, 20);
+        Assert.False(quota.GetProperty("learnt").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, deployments.EnumerateArray().Single(d => d.GetProperty("name").GetString() == "b").GetProperty("quota").ValueKind);
+    }
+
+    [Fact]
+    public async Task With_quota_learning_off_the_headers_are_ignored_and_the_deployment_keeps_serving()
+    {
+        await using var gateway = await StartWithoutLearningAsync();
+        _primary.Enqueue("a-model", new UpstreamBehavior { Headers = NothingLeft() });
+
+        Assert.Equal((HttpStatusCode.OK, "a"), await SendAsync(gateway));
+        Assert.Equal((HttpStatusCode.OK, "a"), await SendAsync(gateway));
+        Assert.Equal(2, _primary.RequestCount);
+    }
 }
