@@ -27,6 +27,9 @@ internal static class CachingServiceCollectionExtensions
             services.AddStackExchangeRedisCache(options => options.Configuration = redis);
         }
 
+        // Purges reach every replica; the channel listens from start-up, before any request asks for the cache.
+        services.AddSingleton<CachePurgeChannel>();
+        services.AddHostedService(static sp => sp.GetRequiredService<CachePurgeChannel>());
         services.AddSingleton<ResponseCache>();
         return services;
     }

@@ -33,6 +33,9 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
     /// <summary>hit, miss, bypass or stored: the <c>x-modelgateway-cache</c> header and the metric's label.</summary>
     public string Status { get; set; } = "miss";
 
+    /// <summary>Answered from the cache (an entry, or a coalesced flight it followed): no provider tokens spent.</summary>
+    public bool IsHit { get; private set; }
+
     /// <summary>Set while this request is the one upstream call identical requests in flight wait for.</summary>
     public ResponseCache.Flight? Leading { get; set; }
 
@@ -41,7 +44,15 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
 
     /// <summary>On a hit: the provider tokens and money the stored answer cost, which this request did not spend.</summary>
     public TokenUsage SavedUsage;
-    public double SavedCost { get; set; }
+    public double SavedCost { get; private set; }
+
+    public void MarkHit(in TokenUsage saved, double cost)
+    {
+        Status = "hit";
+        IsHit = true;
+        SavedUsage = saved;
+        SavedCost = cost;
+    }
 }
 
 /// <summary>
@@ -51,7 +62,7 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
 /// second level when state is in Redis, so replicas share entries. Routes without a <c>cache</c> block
 /// never reach it past one null check.
 /// </summary>
-internal sealed partial class ResponseCache(HybridCache cache, TimeProvider timeProvider, GatewayOptions options, IMeterFactory meterFactory, ILogger<ResponseCache> logger)
+internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel purges, TimeProvider timeProvider, GatewayOptions options, IMeterFactory meterFactory, ILogger<ResponseCache> logger)
 {
     /// <summary>The response header with the cache's verdict.</summary>
     public const string StatusHeader = "x-modelgateway-cache";
@@ -160,6 +171,7 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
             bytes = null;
         }
 
+        var coalesced = false;
         if (bytes is null || CachedAnswer.Deserialize(bytes) is not { } answer)
         {
             if (!plan.Store)
@@ -186,13 +198,11 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
                 return false;
             }
 
-            _metrics.Count(request.Route!.Name, "coalesced");
+            coalesced = true;
         }
 
-        plan.Status = "hit";
-        plan.SavedUsage = answer.Usage;
-        plan.SavedCost = answer.Cost;
-        _metrics.Hit(request.Route!.Name, answer.Usage, answer.Cost);
+        plan.MarkHit(answer.Usage, answer.Cost);
+        _metrics.Hit(request.Route!.Name, coalesced ? "coalesced" : "hit", answer.Usage, answer.Cost);
         await ReplayAsync(request, answer, cancellationToken).ConfigureAwait(false);
         return true;
     }
@@ -472,18 +482,9 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         }
     }
 
-    /// <summary>Admin: drops every entry of a route, of an owner (<c>key:ID</c>, <c>team:NAME</c>), or all of them.</summary>
+    /// <summary>Admin: drops every entry of a route, of an owner (<c>key:ID</c>, <c>team:NAME</c>), or all of them, on every replica.</summary>
     public ValueTask PurgeAsync(string? route, string? owner, CancellationToken cancellationToken)
-    {
-        if (route is null && owner is null)
-        {
-            return cache.RemoveByTagAsync("*", cancellationToken);
-        }
-
-        // Tags are removed as a union: a route and an owner together have a tag of their own.
-        var tag = route is null ? CacheKey.OwnerTag(owner!) : owner is null ? CacheKey.RouteTag(route) : CacheKey.RouteOwnerTag(route, owner);
-        return cache.RemoveByTagAsync(tag, cancellationToken);
-    }
+        => purges.PurgeAsync(route, owner, cancellationToken);
 
     /// <summary>
     /// <c>DELETE /admin/cache?route=R&amp;key=ID&amp;team=T</c>: purges the entries of a route, of a key
@@ -529,9 +530,9 @@ internal sealed class CacheMetrics
     public CacheMetrics(IMeterFactory meterFactory)
     {
         var meter = meterFactory.Create(GatewayMetrics.MeterName);
-        _requests = meter.CreateCounter<long>("modelgateway.cache.requests", "{request}", "Requests on routes with a response cache, by route and result (hit, miss, bypass).");
+        _requests = meter.CreateCounter<long>("modelgateway.cache.requests", "{request}", "Requests on routes with a response cache, by route and result (hit, coalesced, miss, bypass): each request once.");
         _savedTokens = meter.CreateCounter<long>("modelgateway.cache.saved_tokens", "{token}", "Provider tokens cache hits did not spend, by route and type.");
-        _savedCost = meter.CreateCounter<double>("modelgateway.cache.saved", "USD", "Money cache hits did not spend, by route.");
+        _savedCost = meter.CreateCounter<double>("modelgateway.cache.saved", "{USD}", "Money cache hits did not spend, by route.");
         _stored = meter.CreateCounter<long>("modelgateway.cache.stores", "{entry}", "Answers stored in the response cache, by route.");
     }
 
@@ -543,9 +544,10 @@ internal sealed class CacheMetrics
         }
     }
 
-    public void Hit(string route, in TokenUsage usage, double cost)
+    /// <summary>A request answered without an upstream call: from an entry (<c>hit</c>) or a flight it followed (<c>coalesced</c>).</summary>
+    public void Hit(string route, string result, in TokenUsage usage, double cost)
     {
-        Count(route, "hit");
+        Count(route, result);
         if (_savedTokens.Enabled)
         {
             _savedTokens.Add(usage.Input, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("type", "input"));
