@@ -30,6 +30,8 @@ internal static class CachingServiceCollectionExtensions
         // Purges reach every replica; the channel listens from start-up, before any request asks for the cache.
         services.AddSingleton<CachePurgeChannel>();
         services.AddHostedService(static sp => sp.GetRequiredService<CachePurgeChannel>());
+        services.AddSingleton<SemanticCache>();
+        services.AddHostedService(static sp => sp.GetRequiredService<SemanticCache>());
         services.AddSingleton<ResponseCache>();
         return services;
     }
