@@ -152,6 +152,45 @@ public sealed class SemanticCacheTests : IAsyncLifetime
         Assert.Equal(chatCalls, ChatCalls);
     }
 
+    [Fact]
+    public async Task Explain_says_whether_a_request_could_be_answered_by_a_similar_prompt_and_why_not()
+    {
+        var gateway = await StartReplicaAsync();
+
+        async Task<JsonElement> ExplainAsync(string body)
+        {
+            using var response = await gateway.PostAsync("v1/route/explain", body);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("cache").GetProperty("semantic");
+        }
+
+        var cold = await ExplainAsync("""{"model":"faq","temperature":0,"messages":[{"role":"user","content":"reset my password"}]}""");
+        var hot = await ExplainAsync("""{"model":"faq","temperature":1.2,"messages":[{"role":"user","content":"reset my password"}]}""");
+        var tools = await ExplainAsync("""{"model":"faq","temperature":0,"messages":[{"role":"user","content":"reset my password"}],"tools":[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}]}""");
+
+        Assert.True(cold.GetProperty("eligible").GetBoolean());
+        Assert.Equal("embedder", cold.GetProperty("deployment").GetString());
+        Assert.Equal(0.85, cold.GetProperty("threshold").GetDouble(), 3);
+        Assert.False(hot.GetProperty("eligible").GetBoolean());
+        Assert.Contains("maxTemperature", hot.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.False(tools.GetProperty("eligible").GetBoolean());
+        Assert.Contains("tools", tools.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_semantic_block_is_refused_with_every_problem_and_its_path()
+    {
+        var gateway = await StartReplicaAsync();
+
+        var result = await gateway.EditConfigAsync(Config.Replace("semantic: { deployment: embedder, threshold: 0.85, maxTemperature: 0.5 }", "semantic: { deployment: gpt, threshold: 1.5, maxTemperature: 3, maxEntries: 0 }", StringComparison.Ordinal));
+
+        Assert.False(result.Succeeded);
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].cache.semantic.deployment" && e.Message.Contains("embeddings", StringComparison.Ordinal));
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].cache.semantic.threshold");
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].cache.semantic.maxTemperature");
+        Assert.Contains(result.Errors, e => e.Path == "routes[0].cache.semantic.maxEntries");
+    }
+
     // The published prompt arrives a moment after the answer that stored it; a miss here would call upstream, so wait for the index first.
     private static async Task<(string? Cache, float? Similarity, string Text)> EventuallyHitAsync(GatewayHost replica, string prompt)
     {
