@@ -30,7 +30,6 @@ internal sealed partial class CachePurgeChannel : IHostedService
     // Messages this replica published come back to it: the id tells them apart.
     private readonly string _replicaId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
     private Dictionary<string, string> _generations = new(StringComparer.Ordinal);
-    private int _subscribed;
 
     public CachePurgeChannel(HybridCache cache, RoutingConfigManager config, ILogger<CachePurgeChannel> logger, RedisConnection? redis = null)
     {
@@ -50,8 +49,7 @@ internal sealed partial class CachePurgeChannel : IHostedService
         _config.Changed += OnCatalogChanged;
         if (_redis is not null)
         {
-            _redis.Restored += () => _ = SubscribeAsync();
-            await SubscribeAsync().ConfigureAwait(false);
+            await new CacheChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
         }
     }
 
@@ -98,25 +96,6 @@ internal sealed partial class CachePurgeChannel : IHostedService
         {
             _redis.ReportFailure(ex);
             LogPublishFailed(_logger, ex);
-        }
-    }
-
-    // The multiplexer re-subscribes by itself after a reconnect; one that never got through is retried when Redis comes back.
-    private async Task SubscribeAsync()
-    {
-        if (_redis is null || Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
-        {
-            return;
-        }
-
-        try
-        {
-            await _redis.Subscriber.SubscribeAsync(Channel, (_, message) => OnMessage(message)).ConfigureAwait(false);
-            Volatile.Write(ref _subscribed, 1);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            _redis.ReportFailure(ex);
         }
     }
 

@@ -37,7 +37,6 @@ internal sealed partial class SemanticCache : IHostedService
     private readonly ILogger<SemanticCache> _logger;
     private readonly ConcurrentDictionary<string, SemanticIndex> _indexes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Task> _loaded = new(StringComparer.Ordinal);
-    private int _subscribed;
 
     public SemanticCache(RoutingConfigManager config, GatewayOptions options, TimeProvider timeProvider, ILogger<SemanticCache> logger, RedisConnection? redis = null)
     {
@@ -53,8 +52,7 @@ internal sealed partial class SemanticCache : IHostedService
         _config.Changed += LoadRoutes;
         if (_redis is not null)
         {
-            _redis.Restored += () => _ = SubscribeAsync();
-            await SubscribeAsync().ConfigureAwait(false);
+            await new CacheChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
         }
 
         if (_config.IsLoaded)
@@ -312,24 +310,6 @@ internal sealed partial class SemanticCache : IHostedService
         catch (FormatException)
         {
             // An entry another version wrote in another shape: skipped.
-        }
-    }
-
-    private async Task SubscribeAsync()
-    {
-        if (_redis is null || Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
-        {
-            return;
-        }
-
-        try
-        {
-            await _redis.Subscriber.SubscribeAsync(Channel, (_, message) => OnMessage(message)).ConfigureAwait(false);
-            Volatile.Write(ref _subscribed, 1);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            _redis.ReportFailure(ex);
         }
     }
 

@@ -69,7 +69,10 @@ public sealed class CacheReplicaTests : IAsyncLifetime
 
     private static string Prompt() => "Something both replicas should know " + Guid.NewGuid().ToString("N");
 
-    private async Task<string?> AskAsync(GatewayHost replica, string prompt, bool stream = false)
+    private Task<string?> AskAsync(GatewayHost replica, string prompt, bool stream = false)
+        => CacheTestRequests.CompletedAsync(replica, () => SendAsync(replica, prompt, stream));
+
+    private async Task<string?> SendAsync(GatewayHost replica, string prompt, bool stream)
     {
         var body = JsonSerializer.Serialize(new { model = "cached", messages = new[] { new { role = "user", content = prompt } }, max_tokens = 200, stream });
         using var response = await replica.PostAsync("v1/chat/completions", body, _key);

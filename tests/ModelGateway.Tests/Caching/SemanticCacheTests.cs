@@ -61,7 +61,10 @@ public sealed class SemanticCacheTests : IAsyncLifetime
 
     private int EmbeddingCalls => _upstream.Requests.Count(r => r.Path.EndsWith("/embeddings", StringComparison.Ordinal));
 
-    private static async Task<(string? Cache, float? Similarity, string Text)> AskAsync(GatewayHost replica, string prompt, double? temperature = 0, bool tools = false, bool stream = false)
+    private static Task<(string? Cache, float? Similarity, string Text)> AskAsync(GatewayHost replica, string prompt, double? temperature = 0, bool tools = false, bool stream = false)
+        => CacheTestRequests.CompletedAsync(replica, () => SendAsync(replica, prompt, temperature, tools, stream));
+
+    private static async Task<(string? Cache, float? Similarity, string Text)> SendAsync(GatewayHost replica, string prompt, double? temperature, bool tools, bool stream)
     {
         var body = new Dictionary<string, object?>
         {
