@@ -43,8 +43,10 @@ SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}                   # 1: keep logs and configs for a post-mortem
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 
-TARGETS=(direct nginx yarp gateway translated)
-declare -A MODEL=([translated]=claude)   # the route a target is loaded with (default gpt-4o-mini)
+TARGETS=(direct nginx yarp gateway translated cached)
+# The route a target is loaded with (default gpt-4o-mini). "cached" is the same gateway through a route
+# with the response cache on: every request of the load is the same, so all but the first are hits.
+declare -A MODEL=([translated]=claude [cached]=cached)
 TMP=$(mktemp -d -t modelgateway-bench.XXXXXX)
 PIDS=()                        # every process we started, in start order
 declare -A URL=()              # target -> base URL
@@ -233,6 +235,9 @@ routes:
     targets: [bench@fake]
   - name: claude
     targets: [bench@fake-anthropic]
+  - name: cached
+    targets: [bench@fake]
+    cache: { ttl: 1h, scope: global }
 EOF
 }
 
@@ -356,6 +361,12 @@ check_target() {
         -d '{"model":"'"$model"'","stream":true,"messages":[{"role":"user","content":"hi"}]}') \
         || die "$target: streamed request failed"
     [[ $body == *'data: [DONE]'* ]] || die "$target: stream did not end with [DONE]"
+    if [[ $target == cached ]]; then
+        # The load measures hits: the entry the checks above filled must answer the next request.
+        curl -fsS -o /dev/null -D "$TMP/cached.headers" "$url" "${auth[@]}" -H 'Content-Type: application/json' \
+            -d '{"model":"'"$model"'","messages":[{"role":"user","content":"hi"}]}' || die "$target: repeated request failed"
+        grep -qi '^x-modelgateway-cache: hit' "$TMP/cached.headers" || die "$target: a repeated request was not a cache hit"
+    fi
 }
 
 # ---- Measuring ------------------------------------------------------------------------------------
@@ -419,7 +430,7 @@ run_ttfb() {
     local target=$1 round=$2 line
     local key=()
     [[ -n ${API_KEY[${URL[$target]}]:-} ]] && key=(--key "${API_KEY[${URL[$target]}]}")
-    [[ $target == translated ]] && return 0
+    [[ $target == translated || $target == cached ]] && return 0
     local pin=()
     mapfile -t pin < <(pin_load)
     line=$("${pin[@]}" dotnet "$(dll bench/StreamSoak StreamSoak)" ttfb --url "${URL[$target]}/v1/chat/completions" \
@@ -450,6 +461,8 @@ main_rounds() {
         for kind in ns st; do
             for connections in "$CONNECTIONS" 1; do
                 for target in $(rotated_targets "$round"); do
+                    # Cache hits are compared with the pass-through under load only.
+                    [[ $target == cached && $connections == 1 ]] && continue
                     run_wrk "$kind" "$target" "$connections" "$round"
                 done
             done
@@ -691,6 +704,7 @@ report_load() {
     for kind in ns st; do
         for connections in "$CONNECTIONS" 1; do
             for target in "${TARGETS[@]}"; do
+                [[ $target == cached && $connections == 1 ]] && continue
                 printf '| %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s |\n' \
                     "$([[ $kind == ns ]] && echo non-streaming || echo "streaming, $STREAM_CHUNKS chunks")" \
                     "$connections" "$target" \
@@ -707,7 +721,7 @@ report_load() {
     echo "| Target | p50 µs | p90 µs | p99 µs |"
     echo "|---|---:|---:|---:|"
     for target in "${TARGETS[@]}"; do
-        [[ $target == translated ]] && continue
+        [[ $target == translated || $target == cached ]] && continue
         printf '| %s | %s (%s) | %s | %s |\n' "$target" "$(median ttfb "$target" 1 6)" "$(spread ttfb "$target" 1 6)" \
             "$(median ttfb "$target" 1 7)" "$(median ttfb "$target" 1 8)"
     done
@@ -742,6 +756,12 @@ report_targets() {
     translated=$(ratio_median st translated gateway "$c" 10 1 2)
     echo "| CPU per request, translated (OpenAI client, Anthropic-wire upstream) ÷ pass-through, streaming | $(ratio_stats st translated gateway "$c" 10 1 2) × ($(median st translated "$c" 10) vs $(median st gateway "$c" 10) µs) | ≤ 1.5× | $(verdict "$translated <= 1.5") |"
     echo "| CPU per request, translated ÷ pass-through, non-streaming | $(ratio_stats ns translated gateway "$c" 10 1 2) × | — | info |"
+    local hit
+    for kind in ns st; do
+        label=$([[ $kind == ns ]] && echo "non-streaming" || echo "streaming")
+        hit=$(ratio_median "$kind" cached gateway "$c" 5 100 1)
+        echo "| Cache hits ÷ the gateway's pass-through throughput, $label, $c conns | $(ratio_stats "$kind" cached gateway "$c" 5 100 1) % ($(median "$kind" cached "$c" 5) vs $(median "$kind" gateway "$c" 5) req/s; CPU $(median "$kind" cached "$c" 10) vs $(median "$kind" gateway "$c" 10) µs/req) | ≥ 100% | $(verdict "$hit >= 100") |"
+    done
     echo "| Added p50 latency over bare YARP, 1 conn | ${added_yarp} µs | ≤ 50 µs | $(verdict "$added_yarp <= 50") |"
     echo "| Added p50 latency over nginx / over direct, 1 conn | ${added_nginx} µs / ${added_direct} µs | — | info |"
     echo "| Added time to first streamed event over direct (p50) | ${added_ttfb} ms (bare YARP: $(calc "($(median ttfb yarp 1 6) - $(median ttfb direct 1 6)) / 1000" 3) ms) | ≤ 0.3 ms | $(verdict "$added_ttfb <= 0.3") |"
@@ -805,6 +825,8 @@ main() {
         URL[gateway]=$GATEWAY_URL
         PROC[translated]=$GATEWAY_PID
         URL[translated]=$GATEWAY_URL
+        PROC[cached]=$GATEWAY_PID
+        URL[cached]=$GATEWAY_URL
         start_yarp_floor "$UPSTREAM_URL"
         start_nginx "$UPSTREAM_URL"
         local target

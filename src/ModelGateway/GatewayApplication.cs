@@ -184,11 +184,17 @@ public static class GatewayApplication
             .ConfigureResource(resource => resource.AddService("modelgateway", serviceVersion: typeof(GatewayApplication).Assembly.GetName().Version?.ToString()))
             .WithMetrics(metrics =>
             {
-                // ASP.NET Core's own meter gives http.server.request.duration; the instrumentation
-                // package's metrics hook would also make the host create an Activity per request.
-                metrics.AddMeter(GatewayMetrics.MeterName, "Microsoft.AspNetCore.Hosting")
+                metrics.AddMeter(GatewayMetrics.MeterName)
                     .AddRuntimeInstrumentation()
                     .AddPrometheusExporter();
+
+                // ASP.NET Core's own meter gives http.server.request.duration, which the gateway's metrics already
+                // cover per route: opt-in. (The instrumentation package's metrics hook would also make the host
+                // create an Activity per request, so the meter is named directly.)
+                if (configuration.GetValue<bool>($"{ObservabilityOptions.Section}:{nameof(ObservabilityOptions.HttpServerMetrics)}"))
+                {
+                    metrics.AddMeter("Microsoft.AspNetCore.Hosting");
+                }
                 if (otlp)
                 {
                     metrics.AddOtlpExporter();

@@ -109,7 +109,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         // A pass-through stream is continued only where the client API's encoder can take it over (not Responses).
         var continuation = route.Resilience.Continuation && request.Operation == Operation.ChatCompletions && request.Info.N == 1
             && (outcome.Decoder is not null || request.Protocol.ContinuesPassThrough);
-        var stream = new StreamProgress(request, outcome.Deployment!);
+        var stream = new StreamProgress(request, outcome.Deployment!) { KeepsIdentity = continuation };
         var text = continuation || !outcome.Deployment!.StreamUsage || tracing.CaptureContent ? new RawTextCollector() : null;
         IStreamEncoder? encoder = null;
 
@@ -239,6 +239,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         var clientWantsUsage = request.Info.IncludeUsage == true;
         var upstreamSendsUsage = request.Info.IncludeUsage == true || outcome.Deployment!.StreamUsage;
         var expectedChoices = request.Info.N;
+        var batch = default(EventBatch);
         try
         {
             while (true)
@@ -250,9 +251,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 var data = events.Data;
 
-                // The first event (its id and model), collected text (continuations, counting) and a
-                // continuation's rewrites need a full read.
-                var scanned = text is null && !stream.Continued && stream.Events > 0
+                // The first event's id and model (kept for a continuation), collected text (continuations,
+                // counting) and a continuation's rewrites need a full read.
+                var scanned = text is null && !stream.Continued && (stream.Events > 0 || !stream.KeepsIdentity)
                     ? ResponseInspector.TryScan(data, out var facts)
                     : ResponseInspector.TryInspect(data, out facts, text);
                 if (!scanned)
@@ -269,7 +270,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 var dropUsageChunk = facts.HasUsage && facts.ChoiceCount == 0 && !clientWantsUsage;
                 if (!dropUsageChunk)
                 {
-                    WriteEvent(writer, data, facts, stream);
+                    WriteEvent(writer, ref batch, data, facts, stream);
                 }
 
                 if (stream.Finished >= expectedChoices && (stream.UsageSeen || !upstreamSendsUsage))
@@ -280,6 +281,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
 
                 while (!events.TryReadEvent())
                 {
+                    batch.Commit(writer);
                     var flush = await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
                     if (flush.IsCompleted || flush.IsCanceled)
                     {
@@ -306,6 +308,11 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException)
         {
             return StreamError("The upstream connection broke mid-stream; the answer is incomplete.", "stream_interrupted");
+        }
+        finally
+        {
+            // Whatever ends the pump, the events already taken reach the client before the stream's end or error.
+            batch.Commit(writer);
         }
     }
 
@@ -518,19 +525,15 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         return utf8[start..];
     }
 
-    private static void WriteEvent(PipeWriter writer, ReadOnlySpan<byte> data, in ResponseFacts facts, StreamProgress stream)
+    private static void WriteEvent(PipeWriter writer, ref EventBatch batch, ReadOnlySpan<byte> data, in ResponseFacts facts, StreamProgress stream)
     {
         if (!stream.Continued)
         {
-            // One span for the whole event: every Advance on the response's writer takes the server's lock.
-            var length = DataPrefix.Length + data.Length + EventEnd.Length;
-            var span = writer.GetSpan(length);
-            DataPrefix.CopyTo(span);
-            data.CopyTo(span[DataPrefix.Length..]);
-            EventEnd.CopyTo(span[(DataPrefix.Length + data.Length)..]);
-            writer.Advance(length);
+            batch.Append(writer, DataPrefix, data, EventEnd);
             return;
         }
+
+        batch.Commit(writer);
 
         // A continuation keeps the first stream's id and model, and its usage covers the whole answer,
         // so the client sees one completion. At most three edits, written in the order they appear.
@@ -646,6 +649,9 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
         private bool _anyCounted;
 
         public GatewayRequest Request { get; } = request;
+
+        /// <summary>Whether the first attempt's id and model must be kept, for a continuation to write under them.</summary>
+        public bool KeepsIdentity { get; init; }
         public Deployment Deployment { get; private set; } = deployment;
         public int Events { get; private set; }
         public int Finished { get; private set; }

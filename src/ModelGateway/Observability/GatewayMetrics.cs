@@ -25,6 +25,13 @@ public sealed class ObservabilityOptions
 
     /// <summary>Write logs to the console as compact JSON (turn off when only an OTLP exporter should receive them).</summary>
     public bool ConsoleLog { get; set; } = true;
+
+    /// <summary>
+    /// Export ASP.NET Core's own <c>http.server.*</c> metrics. Off by default: the gateway's <c>modelgateway.requests</c>
+    /// and <c>gen_ai.client.operation.duration</c> already count every request, and the host's meter costs about 1% of
+    /// a request's CPU when it is listened to.
+    /// </summary>
+    public bool HttpServerMetrics { get; set; }
 }
 
 /// <summary>
@@ -56,8 +63,10 @@ internal sealed class GatewayMetrics
     private readonly Counter<long> _rejections;
     private readonly Counter<double> _cost;
     private readonly Counter<long> _continuations;
-    private readonly UpDownCounter<long> _active;
-    private readonly UpDownCounter<long> _streams;
+    // Requests and streams in flight are plain counters read when metrics are collected: an UpDownCounter
+    // would take the metrics aggregator's lookup twice per request for a number a scrape reads once.
+    private long _active;
+    private long _streams;
     private readonly Counter<long> _reloads;
     private readonly Counter<long> _authFailures;
     private readonly Counter<long> _dropped;
@@ -87,8 +96,8 @@ internal sealed class GatewayMetrics
         _budgetExhausted = meter.CreateCounter<long>("modelgateway.retry_budget.exhausted", "{retry}", "Retries refused because the retry budget was spent.");
         _rejections = meter.CreateCounter<long>("modelgateway.ratelimit.rejections", "{request}", "Requests refused by a rate limit or budget.");
         _cost = meter.CreateCounter<double>("modelgateway.cost", "{USD}", "Spend in US dollars, from deployment prices and reported usage.");
-        _active = meter.CreateUpDownCounter<long>("modelgateway.requests.active", "{request}", "Requests in flight.");
-        _streams = meter.CreateUpDownCounter<long>("modelgateway.streams.active", "{stream}", "Streams being relayed.");
+        meter.CreateObservableUpDownCounter("modelgateway.requests.active", () => Volatile.Read(ref _active), "{request}", "Requests in flight.");
+        meter.CreateObservableUpDownCounter("modelgateway.streams.active", () => Volatile.Read(ref _streams), "{stream}", "Streams being relayed.");
         _reloads = meter.CreateCounter<long>("modelgateway.config.reloads", "{reload}", "Routing-file loads and reloads, by result.");
         _dropped = meter.CreateCounter<long>("modelgateway.translation.dropped", "{field}",
             "Client fields a translated request could not carry to its deployment, by client API and field.");
@@ -143,11 +152,11 @@ internal sealed class GatewayMetrics
 
     public void AuthenticationFailed(string reason) => _authFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
-    public void RequestStarted() => _active.Add(1);
+    public void RequestStarted() => Interlocked.Increment(ref _active);
 
-    public void StreamStarted() => _streams.Add(1);
+    public void StreamStarted() => Interlocked.Increment(ref _streams);
 
-    public void StreamEnded() => _streams.Add(-1);
+    public void StreamEnded() => Interlocked.Decrement(ref _streams);
 
     public void Attempt(GatewayRequest request, Deployment deployment, AttemptFailure failure) => Attempt(request, deployment, Outcome(failure));
 
@@ -203,7 +212,7 @@ internal sealed class GatewayMetrics
     /// <summary>Records the end of a request: status, latency, tokens and spend.</summary>
     public void RequestFinished(GatewayRequest request, double seconds)
     {
-        _active.Add(-1);
+        Interlocked.Decrement(ref _active);
 
         // A request no deployment served is put on the last one that was tried, so failures show per deployment.
         var deployment = request.ServedBy ?? request.LastAttempted;
