@@ -46,6 +46,13 @@ public sealed class FakeUpstreamOptions
 
     /// <summary>Length of embedding vectors when the request does not ask for <c>dimensions</c>.</summary>
     public int EmbeddingDimensions { get; init; } = 8;
+
+    /// <summary>
+    /// Embeddings as hashed bags of words instead of a hash of the whole text: texts sharing most of their
+    /// words get vectors with a cosine similarity near 1, unrelated texts near 0 (for semantic-cache tests;
+    /// give it a few hundred <see cref="EmbeddingDimensions"/> so that words rarely share a slot).
+    /// </summary>
+    public bool WordEmbeddings { get; init; }
 }
 
 /// <summary>An AWS access key pair the fake Bedrock expects requests to be signed with.</summary>

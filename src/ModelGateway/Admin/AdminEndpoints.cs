@@ -375,6 +375,9 @@ internal sealed class UsageReports(IUsageQuery usage, TimeProvider timeProvider)
             json.WriteNumber("output_tokens", row.OutputTokens);
             json.WriteNumber("reasoning_tokens", row.ReasoningTokens);
             json.WriteNumber("cost_usd", row.CostUsd);
+            json.WriteNumber("cache_hits", row.CacheHits);
+            json.WriteNumber("cache_saved_tokens", row.CacheSavedTokens);
+            json.WriteNumber("cache_saved_usd", row.CacheSavedUsd);
             json.WriteNumber("avg_latency_ms", row.AverageLatencyMs);
             json.WriteNumber("avg_ttft_ms", row.AverageTtftMs);
             json.WriteEndObject();

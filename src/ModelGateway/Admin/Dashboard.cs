@@ -109,13 +109,14 @@ internal sealed class DashboardState(
     private static readonly TimeSpan SpendRefresh = TimeSpan.FromSeconds(10);
     private readonly Lock _gate = new();
     private IReadOnlyList<UsageRow> _spend = [];
+    private IReadOnlyList<UsageRow> _byRoute = [];
     private long _spendAt;
 
     public async Task WriteAsync(HttpContext context)
     {
         var catalog = config.Current;
         var now = timeProvider.GetTimestamp();
-        var spend = await TodaysSpendAsync(context.RequestAborted);
+        var (spend, byRoute) = await TodaysSpendAsync(context.RequestAborted);
         var redis = services.GetService<RedisConnection>();
         context.Response.ContentType = "application/json";
         context.Response.Headers.CacheControl = "no-store";
@@ -221,6 +222,7 @@ internal sealed class DashboardState(
                 }
 
                 json.WriteEndArray();
+                WriteCache(json, route, byRoute);
                 json.WriteEndObject();
             }
 
@@ -261,6 +263,26 @@ internal sealed class DashboardState(
                 json.WriteNull(name);
             }
         }
+    }
+
+    // A route's response cache today: its hit ratio and what the hits saved; null when the route has no cache.
+    private static void WriteCache(Utf8JsonWriter json, ModelRoute route, IReadOnlyList<UsageRow> byRoute)
+    {
+        if (route.Cache is null)
+        {
+            json.WriteNull("cache");
+            return;
+        }
+
+        var row = byRoute.FirstOrDefault(r => r.Group == route.Name);
+        var requests = row?.Requests ?? 0;
+        var hits = row?.CacheHits ?? 0;
+        json.WriteStartObject("cache");
+        json.WriteNumber("requests_today", requests);
+        json.WriteNumber("hits_today", hits);
+        json.WriteNumber("hit_ratio", requests == 0 ? 0 : Math.Round(hits / (double)requests, 4));
+        json.WriteNumber("saved_usd_today", Math.Round(row?.CacheSavedUsd ?? 0, 6));
+        json.WriteEndObject();
     }
 
     private static string Health(Deployment deployment, CircuitStatus circuit, long now) => circuit switch
@@ -316,13 +338,14 @@ internal sealed class DashboardState(
     }
 
     // Today's spend per deployment, from the usage store (shared in Redis), refreshed every 10 seconds.
-    private async Task<IReadOnlyList<UsageRow>> TodaysSpendAsync(CancellationToken cancellationToken)
+    // Today's usage by deployment (spend) and by route (cache hits), read at most every SpendRefresh.
+    private async Task<(IReadOnlyList<UsageRow> ByDeployment, IReadOnlyList<UsageRow> ByRoute)> TodaysSpendAsync(CancellationToken cancellationToken)
     {
         lock (_gate)
         {
             if (_spendAt != 0 && timeProvider.GetElapsedTime(_spendAt) < SpendRefresh)
             {
-                return _spend;
+                return (_spend, _byRoute);
             }
         }
 
@@ -330,17 +353,19 @@ internal sealed class DashboardState(
         try
         {
             var rows = await usage.QueryAsync(new UsageFilter(today, today, UsageGrouping.Deployment), cancellationToken);
+            var byRoute = await usage.QueryAsync(new UsageFilter(today, today, UsageGrouping.Model), cancellationToken);
             lock (_gate)
             {
                 _spend = rows;
+                _byRoute = byRoute;
                 _spendAt = timeProvider.GetTimestamp();
             }
 
-            return rows;
+            return (rows, byRoute);
         }
         catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
         {
-            return _spend;
+            return (_spend, _byRoute);
         }
     }
 }

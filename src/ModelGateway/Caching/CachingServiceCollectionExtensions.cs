@@ -27,6 +27,11 @@ internal static class CachingServiceCollectionExtensions
             services.AddStackExchangeRedisCache(options => options.Configuration = redis);
         }
 
+        // Purges reach every replica; the channel listens from start-up, before any request asks for the cache.
+        services.AddSingleton<CachePurgeChannel>();
+        services.AddHostedService(static sp => sp.GetRequiredService<CachePurgeChannel>());
+        services.AddSingleton<SemanticCache>();
+        services.AddHostedService(static sp => sp.GetRequiredService<SemanticCache>());
         services.AddSingleton<ResponseCache>();
         return services;
     }

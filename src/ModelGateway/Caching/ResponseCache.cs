@@ -33,6 +33,9 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
     /// <summary>hit, miss, bypass or stored: the <c>x-modelgateway-cache</c> header and the metric's label.</summary>
     public string Status { get; set; } = "miss";
 
+    /// <summary>Answered from the cache (an entry, or a coalesced flight it followed): no provider tokens spent.</summary>
+    public bool IsHit { get; private set; }
+
     /// <summary>Set while this request is the one upstream call identical requests in flight wait for.</summary>
     public ResponseCache.Flight? Leading { get; set; }
 
@@ -40,8 +43,22 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
     public CapturingBody? Capture { get; set; }
 
     /// <summary>On a hit: the provider tokens and money the stored answer cost, which this request did not spend.</summary>
+    /// <summary>The semantic cache: the prompt's unit vector, stored with the answer this request fetches.</summary>
+    public float[]? Vector { get; set; }
+
+    /// <summary>On a semantic hit: the similarity of the stored prompt that answered.</summary>
+    public float? Similarity { get; set; }
+
     public TokenUsage SavedUsage;
-    public double SavedCost { get; set; }
+    public double SavedCost { get; private set; }
+
+    public void MarkHit(in TokenUsage saved, double cost)
+    {
+        Status = "hit";
+        IsHit = true;
+        SavedUsage = saved;
+        SavedCost = cost;
+    }
 }
 
 /// <summary>
@@ -51,13 +68,16 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
 /// second level when state is in Redis, so replicas share entries. Routes without a <c>cache</c> block
 /// never reach it past one null check.
 /// </summary>
-internal sealed partial class ResponseCache(HybridCache cache, TimeProvider timeProvider, GatewayOptions options, IMeterFactory meterFactory, ILogger<ResponseCache> logger)
+internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel purges, SemanticCache semantics, TimeProvider timeProvider, GatewayOptions options, IMeterFactory meterFactory, ILogger<ResponseCache> logger)
 {
     /// <summary>The response header with the cache's verdict.</summary>
     public const string StatusHeader = "x-modelgateway-cache";
 
     /// <summary>Request header: store this answer for at most this many seconds (0: do not store).</summary>
     public const string TtlHeader = "x-modelgateway-cache-ttl";
+
+    /// <summary>Response header on a semantic hit: the cosine similarity of the stored prompt that answered.</summary>
+    public const string SimilarityHeader = "x-modelgateway-cache-similarity";
 
     private static readonly HybridCacheEntryOptions ReadOnly = new() { Flags = HybridCacheEntryFlags.DisableUnderlyingData | HybridCacheEntryFlags.DisableLocalCacheWrite };
 
@@ -148,18 +168,13 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
             return false;
         }
 
-        byte[]? bytes;
-        try
+        var bytes = await ReadAsync(request, plan.Key, cancellationToken).ConfigureAwait(false);
+        if (bytes is null && plan.Settings.Semantic is { } semantic && SemanticCache.Eligible(request.Canonical, semantic))
         {
-            bytes = await cache.GetOrCreateAsync<byte[]?>(plan.Key, static _ => ValueTask.FromResult<byte[]?>(null), ReadOnly, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // A cache that cannot be read is a miss: the model still answers.
-            LogReadFailed(logger, request.RequestId, ex);
-            bytes = null;
+            bytes = await FindSimilarAsync(request, plan, semantic, cancellationToken).ConfigureAwait(false);
         }
 
+        var coalesced = false;
         if (bytes is null || CachedAnswer.Deserialize(bytes) is not { } answer)
         {
             if (!plan.Store)
@@ -186,15 +201,50 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
                 return false;
             }
 
-            _metrics.Count(request.Route!.Name, "coalesced");
+            coalesced = true;
         }
 
-        plan.Status = "hit";
-        plan.SavedUsage = answer.Usage;
-        plan.SavedCost = answer.Cost;
-        _metrics.Hit(request.Route!.Name, answer.Usage, answer.Cost);
-        await ReplayAsync(request, answer, cancellationToken).ConfigureAwait(false);
+        plan.MarkHit(answer.Usage, answer.Cost);
+        _metrics.Hit(request.Route!.Name, coalesced ? "coalesced" : plan.Similarity is null ? "hit" : "semantic", answer.Usage, answer.Cost);
+        await ReplayAsync(request, answer, plan.Similarity, cancellationToken).ConfigureAwait(false);
         return true;
+    }
+
+    private async ValueTask<byte[]?> ReadAsync(GatewayRequest request, string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await cache.GetOrCreateAsync<byte[]?>(key, static _ => ValueTask.FromResult<byte[]?>(null), ReadOnly, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A cache that cannot be read is a miss: the model still answers.
+            LogReadFailed(logger, request.RequestId, ex);
+            return null;
+        }
+    }
+
+    // The semantic cache: the entry of the most similar stored prompt, at or above the route's threshold.
+    // The prompt's vector is kept on the plan, so that an answer fetched upstream is stored with it.
+    private async ValueTask<byte[]?> FindSimilarAsync(GatewayRequest request, CachePlan plan, SemanticSettings semantic, CancellationToken cancellationToken)
+    {
+        var route = request.Route!;
+        plan.Vector = await semantics.EmbedAsync(SemanticCache.PromptText(request.Canonical), semantic, cancellationToken).ConfigureAwait(false);
+        if (plan.Vector is null || await semantics.FindAsync(route.Name, plan.Settings, plan.Owner, plan.Vector).ConfigureAwait(false) is not { } similar)
+        {
+            return null;
+        }
+
+        var bytes = await ReadAsync(request, similar.Key, cancellationToken).ConfigureAwait(false);
+        if (bytes is null)
+        {
+            // Its entry expired or was purged: the prompt goes too.
+            semantics.Forget(route.Name, plan.Settings, plan.Owner, similar.Key);
+            return null;
+        }
+
+        plan.Similarity = similar.Similarity;
+        return bytes;
     }
 
     // Waits for the leader's answer; a streamed request keeps its connection alive meanwhile.
@@ -244,7 +294,7 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         _flights.TryRemove(new KeyValuePair<string, Flight>(plan.Key, flight));
     }
 
-    private async Task ReplayAsync(GatewayRequest request, CachedAnswer answer, CancellationToken cancellationToken)
+    private async Task ReplayAsync(GatewayRequest request, CachedAnswer answer, float? similarity, CancellationToken cancellationToken)
     {
         var response = request.HttpContext.Response;
         var now = timeProvider.GetUtcNow();
@@ -253,6 +303,11 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         {
             response.Headers[StatusHeader] = "hit";
             response.Headers[HeaderNames.Age] = age.ToString(CultureInfo.InvariantCulture);
+            if (similarity is { } s)
+            {
+                // Answered from a similar request, not this one: how similar it was.
+                response.Headers[SimilarityHeader] = s.ToString("0.000", CultureInfo.InvariantCulture);
+            }
             response.Headers["x-modelgateway-route"] = request.Route!.Name;
         }
 
@@ -418,6 +473,10 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
             var entryOptions = new HybridCacheEntryOptions { Expiration = plan.Ttl, LocalCacheExpiration = plan.Ttl };
             await cache.SetAsync(plan.Key, bytes, entryOptions, [CacheKey.RouteTag(request.Route!.Name), CacheKey.OwnerTag(plan.Owner), CacheKey.RouteOwnerTag(request.Route!.Name, plan.Owner)], CancellationToken.None).ConfigureAwait(false);
             _metrics.Stored(request.Route!.Name);
+            if (plan.Vector is { } vector && plan.Settings.Semantic is not null)
+            {
+                await semantics.AddAsync(request.Route!.Name, plan.Settings, plan.Owner, plan.Key, vector).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -471,18 +530,9 @@ internal sealed partial class ResponseCache(HybridCache cache, TimeProvider time
         }
     }
 
-    /// <summary>Admin: drops every entry of a route, of an owner (<c>key:ID</c>, <c>team:NAME</c>), or all of them.</summary>
+    /// <summary>Admin: drops every entry of a route, of an owner (<c>key:ID</c>, <c>team:NAME</c>), or all of them, on every replica.</summary>
     public ValueTask PurgeAsync(string? route, string? owner, CancellationToken cancellationToken)
-    {
-        if (route is null && owner is null)
-        {
-            return cache.RemoveByTagAsync("*", cancellationToken);
-        }
-
-        // Tags are removed as a union: a route and an owner together have a tag of their own.
-        var tag = route is null ? CacheKey.OwnerTag(owner!) : owner is null ? CacheKey.RouteTag(route) : CacheKey.RouteOwnerTag(route, owner);
-        return cache.RemoveByTagAsync(tag, cancellationToken);
-    }
+        => purges.PurgeAsync(route, owner, cancellationToken);
 
     /// <summary>
     /// <c>DELETE /admin/cache?route=R&amp;key=ID&amp;team=T</c>: purges the entries of a route, of a key
@@ -528,9 +578,9 @@ internal sealed class CacheMetrics
     public CacheMetrics(IMeterFactory meterFactory)
     {
         var meter = meterFactory.Create(GatewayMetrics.MeterName);
-        _requests = meter.CreateCounter<long>("modelgateway.cache.requests", "{request}", "Requests on routes with a response cache, by route and result (hit, miss, bypass).");
+        _requests = meter.CreateCounter<long>("modelgateway.cache.requests", "{request}", "Requests on routes with a response cache, by route and result (hit, semantic, coalesced, miss, bypass): each request once.");
         _savedTokens = meter.CreateCounter<long>("modelgateway.cache.saved_tokens", "{token}", "Provider tokens cache hits did not spend, by route and type.");
-        _savedCost = meter.CreateCounter<double>("modelgateway.cache.saved", "USD", "Money cache hits did not spend, by route.");
+        _savedCost = meter.CreateCounter<double>("modelgateway.cache.saved", "{USD}", "Money cache hits did not spend, by route.");
         _stored = meter.CreateCounter<long>("modelgateway.cache.stores", "{entry}", "Answers stored in the response cache, by route.");
     }
 
@@ -542,9 +592,10 @@ internal sealed class CacheMetrics
         }
     }
 
-    public void Hit(string route, in TokenUsage usage, double cost)
+    /// <summary>A request answered without an upstream call: from an entry (<c>hit</c>) or a flight it followed (<c>coalesced</c>).</summary>
+    public void Hit(string route, string result, in TokenUsage usage, double cost)
     {
-        Count(route, "hit");
+        Count(route, result);
         if (_savedTokens.Enabled)
         {
             _savedTokens.Add(usage.Input, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("type", "input"));

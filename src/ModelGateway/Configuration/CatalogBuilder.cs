@@ -467,7 +467,7 @@ internal sealed partial class CatalogBuilder(
             int[]? retries = targetRetries.Exists(r => r is not null) ? [.. targetRetries.Select(r => r ?? resilience.Retries)] : null;
             routes.Add(NewRoute(name, doc.Description, strategy, isAuto ? [] : [.. targets], [.. weights], slo, costWeight, latencyWeight, exploration,
                 doc.ExpectedOutputTokens ?? 256, tiers, regions, tags, resilience, isAuto, isAuto ? deployments.Values : targets, retries));
-            routes[^1].Cache = Caching.CacheSettings.Parse(doc.Cache, name, targets, path + ".cache", errors);
+            routes[^1].Cache = Caching.CacheSettings.Parse(doc.Cache, name, targets, deployments, path + ".cache", errors);
             routes[^1].Affinity = Routing.Affinity.AffinitySettings.Parse(doc.Affinity, name, path + ".affinity", errors);
         }
 

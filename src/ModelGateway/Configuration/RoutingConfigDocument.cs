@@ -336,4 +336,14 @@ public sealed class CacheDocument
     public string? Scope { get; set; }
     public int? MaxEntryBytes { get; set; }
     public bool? CacheLength { get; set; }
+    public SemanticCacheDocument? Semantic { get; set; }
+}
+
+/// <summary>A route's semantic cache: similar (not only identical) prompts answered from the exact cache's entries.</summary>
+public sealed class SemanticCacheDocument
+{
+    public string? Deployment { get; set; }
+    public double? Threshold { get; set; }
+    public double? MaxTemperature { get; set; }
+    public int? MaxEntries { get; set; }
 }

@@ -154,6 +154,50 @@ internal sealed class RouteExplainEndpoint(RequestIntake intake, Router router, 
         }
 
         json.WriteEndArray();
+        WriteCache(json, request, route);
+        json.WriteEndObject();
+    }
+
+    // The route's response cache, and whether this request could be answered from a similar prompt (and why not).
+    private static void WriteCache(Utf8JsonWriter json, GatewayRequest request, ModelRoute route)
+    {
+        if (route.Cache is not { } cache || request.Operation != Operation.ChatCompletions)
+        {
+            json.WriteNull("cache");
+            return;
+        }
+
+        json.WriteStartObject("cache");
+        json.WriteString("scope", cache.Scope.ToString().ToLowerInvariant());
+        json.WriteNumber("ttl_seconds", (long)cache.Ttl.TotalSeconds);
+        Canonical.ChatRequest? canonical;
+        try
+        {
+            canonical = request.Canonical;
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+        {
+            // A request the canonical form cannot carry is served, just not cached.
+            canonical = null;
+        }
+
+        if (cache.Semantic is { } semantic && canonical is not null)
+        {
+            json.WriteStartObject("semantic");
+            json.WriteString("deployment", semantic.Deployment.Name);
+            json.WriteNumber("threshold", semantic.Threshold);
+            json.WriteBoolean("eligible", Caching.SemanticCache.Eligible(canonical, semantic));
+            json.WriteString("detail", canonical.Tools.Count > 0 ? "requests with tools are answered by the exact cache only"
+                : (canonical.Temperature ?? 1.0) > semantic.MaxTemperature ? $"temperature {canonical.Temperature?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "absent (counts as 1)"} is above maxTemperature {semantic.MaxTemperature.ToString(System.Globalization.CultureInfo.InvariantCulture)}"
+                : !Caching.SemanticCache.Eligible(canonical, semantic) ? "requests with images or documents are answered by the exact cache only"
+                : $"a stored prompt with a cosine similarity of at least {semantic.Threshold.ToString(System.Globalization.CultureInfo.InvariantCulture)} answers; the response says so in x-modelgateway-cache-similarity");
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteNull("semantic");
+        }
+
         json.WriteEndObject();
     }
 

@@ -45,6 +45,15 @@ internal sealed record UsageRow(
 
     /// <summary>Output tokens spent on reasoning (part of <see cref="OutputTokens"/>).</summary>
     public long ReasoningTokens { get; init; }
+
+    /// <summary>Requests answered from the response cache (part of <see cref="Requests"/>; they spent no provider tokens).</summary>
+    public long CacheHits { get; init; }
+
+    /// <summary>Provider tokens (input and output) the cache hits did not spend: what the stored answers cost to make.</summary>
+    public long CacheSavedTokens { get; init; }
+
+    /// <summary>Money the cache hits did not spend (USD), at the prices of the deployments that made the stored answers.</summary>
+    public double CacheSavedUsd { get; init; }
 }
 
 /// <summary>The dimensions one usage counter is kept under.</summary>
@@ -64,6 +73,9 @@ internal sealed class UsageTotals
     public double LatencyMs;
     public double TtftMs;
     public long TtftSamples;
+    public long CacheHits;
+    public long CacheSavedTokens;
+    public double CacheSavedUsd;
 
     public void Add(GatewayRequest request, TimeSpan elapsed)
     {
@@ -81,6 +93,13 @@ internal sealed class UsageTotals
             OutputTokens += request.Usage.Output;
             ReasoningTokens += request.Usage.Reasoning;
             CostUsd += request.Cost;
+            if (request.CachePlan is { IsHit: true } hit)
+            {
+                CacheHits++;
+                CacheSavedTokens += hit.SavedUsage.Input + hit.SavedUsage.Output;
+                CacheSavedUsd += hit.SavedCost;
+            }
+
             LatencyMs += elapsed.TotalMilliseconds;
             if (request.TimeToFirstToken > TimeSpan.Zero)
             {
@@ -173,6 +192,9 @@ internal static class UsageKeys
         sum.LatencyMs += add.LatencyMs;
         sum.TtftMs += add.TtftMs;
         sum.TtftSamples += add.TtftSamples;
+        sum.CacheHits += add.CacheHits;
+        sum.CacheSavedTokens += add.CacheSavedTokens;
+        sum.CacheSavedUsd += add.CacheSavedUsd;
     }
 
     public static IReadOnlyList<UsageRow> ToRows(Dictionary<string, UsageTotals> rows)
@@ -186,6 +208,9 @@ internal static class UsageKeys
             {
                 CacheWriteTokens = t.CacheWriteTokens,
                 ReasoningTokens = t.ReasoningTokens,
+                CacheHits = t.CacheHits,
+                CacheSavedTokens = t.CacheSavedTokens,
+                CacheSavedUsd = Math.Round(t.CacheSavedUsd, 8),
             });
         }
 

@@ -13,9 +13,11 @@ internal sealed class EmbeddingFormatter : ResponseFormatter
     private readonly IReadOnlyList<EmbeddingInput> _inputs;
     private readonly int _dimensions;
     private readonly bool _base64;
+    private readonly bool _words;
 
-    public EmbeddingFormatter(string model, IReadOnlyList<EmbeddingInput> inputs, int dimensions, bool base64)
+    public EmbeddingFormatter(string model, IReadOnlyList<EmbeddingInput> inputs, int dimensions, bool base64, bool words = false)
     {
+        _words = words;
         _model = model;
         _inputs = inputs;
         _dimensions = dimensions;
@@ -33,7 +35,15 @@ internal sealed class EmbeddingFormatter : ResponseFormatter
         var bytes = _base64 ? new byte[_dimensions * sizeof(float)] : [];
         for (var i = 0; i < _inputs.Count; i++)
         {
-            Fill(vector, Seed(_inputs[i]));
+            if (_words && _inputs[i].Text is { } text)
+            {
+                FillWords(vector, text);
+            }
+            else
+            {
+                Fill(vector, Seed(_inputs[i]));
+            }
+
             writer.WriteStartObject();
             writer.WriteString("object"u8, "embedding"u8);
             writer.WriteNumber("index"u8, i);
@@ -77,6 +87,31 @@ internal sealed class EmbeddingFormatter : ResponseFormatter
         var vector = new float[dimensions];
         Fill(vector, Seed(new EmbeddingInput(text, null)));
         return vector;
+    }
+
+    /// <summary>
+    /// A hashed bag of words: each lower-cased word adds 1 to the slot its FNV-1a hash picks, then the vector
+    /// is scaled to unit length. The cosine similarity of two texts is then the overlap of their words.
+    /// </summary>
+    private static void FillWords(float[] vector, string text)
+    {
+        Array.Clear(vector);
+        foreach (var word in text.ToLowerInvariant().Split((char[])[' ', '\t', '\n', '\r', ',', '.', '?', '!', ';', ':', '"', '\''], StringSplitOptions.RemoveEmptyEntries))
+        {
+            vector[(int)(Seed(new EmbeddingInput(word, null)) % (ulong)vector.Length)] += 1;
+        }
+
+        double sumOfSquares = 0;
+        foreach (var value in vector)
+        {
+            sumOfSquares += value * value;
+        }
+
+        var norm = sumOfSquares == 0 ? 1 : Math.Sqrt(sumOfSquares);
+        for (var i = 0; i < vector.Length; i++)
+        {
+            vector[i] = (float)(vector[i] / norm);
+        }
     }
 
     /// <summary>FNV-1a over the UTF-8 text (or the token ids): stable across processes, unlike string.GetHashCode.</summary>

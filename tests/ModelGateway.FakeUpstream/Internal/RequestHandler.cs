@@ -353,7 +353,7 @@ internal sealed class RequestHandler
     {
         if (endpoint == UpstreamEndpoint.Embeddings)
         {
-            return new EmbeddingFormatter(model, parsed.EmbeddingInputs, parsed.Dimensions ?? _options.EmbeddingDimensions, parsed.Base64);
+            return new EmbeddingFormatter(model, parsed.EmbeddingInputs, parsed.Dimensions ?? _options.EmbeddingDimensions, parsed.Base64, _options.WordEmbeddings);
         }
 
         if (endpoint == UpstreamEndpoint.Completions)

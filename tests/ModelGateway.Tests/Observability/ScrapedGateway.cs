@@ -56,6 +56,7 @@ public sealed class ScrapedGateway : IAsyncLifetime
           - { name: interrupted, strategy: priority, targets: [reset-east, chat-west] }
           - { name: doomed, strategy: priority, targets: [dead-east, dead-west], resilience: { backoff: 10ms, maxBackoff: 20ms } }
           - { name: embed, targets: [embed-west] }
+          - { name: cached, targets: [chat-east], cache: { ttl: 1h, scope: global } }
         """;
 
     private readonly string _directory = Directory.CreateTempSubdirectory("modelgateway-prometheus-").FullName;
@@ -199,6 +200,10 @@ public sealed class ScrapedGateway : IAsyncLifetime
         await ExpectAsync(Primary, "chat", app, stream: true, HttpStatusCode.OK, servedBy: "chat-east");
         await ExpectAsync(Secondary, "chat", null, stream: true, HttpStatusCode.OK, servedBy: "chat-east");
         await ExpectAsync(Primary, "embed", app, stream: false, HttpStatusCode.OK, servedBy: "embed-west", path: "v1/embeddings");
+
+        // A cached route asked the same thing twice: a miss, then a hit (which saves the first answer's cost).
+        await ExpectAsync(Primary, "cached", app, stream: false, HttpStatusCode.OK);
+        await ExpectAsync(Primary, "cached", app, stream: true, HttpStatusCode.OK);
 
         // The first deployment answers 500: failed over to the second; two in a row open its circuit,
         // after which it is skipped.

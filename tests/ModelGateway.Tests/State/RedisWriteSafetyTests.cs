@@ -190,7 +190,7 @@ public sealed class RedisWriteSafetyTests : IAsyncLifetime
     public async Task A_usage_batch_sent_twice_is_counted_once()
     {
         var day = DateTimeOffset.UtcNow.ToString("yyyyMMdd", CultureInfo.InvariantCulture);
-        RedisValue[] Batch(long number) => ["replica-a", number, 1, day, "dims", 1, 0, 11, 0, 7, "0.007", 5, 0, 0, 0, 0];
+        RedisValue[] Batch(long number) => ["replica-a", number, 1, day, "dims", 1, 0, 11, 0, 7, "0.007", 5, 0, 0, 0, 0, 1, 18, "0.0025"];
 
         Assert.Equal(1, (long)await Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, ["{mg:usage}"], Batch(1)));
         Assert.Equal(0, (long)await Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, ["{mg:usage}"], Batch(1)));
@@ -198,6 +198,8 @@ public sealed class RedisWriteSafetyTests : IAsyncLifetime
 
         Assert.Equal(2, (long)await Database.HashGetAsync($"{{mg:usage}}:{day}", "dims|requests"));
         Assert.Equal(14, (long)await Database.HashGetAsync($"{{mg:usage}}:{day}", "dims|output"));
+        Assert.Equal(2, (long)await Database.HashGetAsync($"{{mg:usage}}:{day}", "dims|cache_hits"));
+        Assert.Equal(36, (long)await Database.HashGetAsync($"{{mg:usage}}:{day}", "dims|cache_saved_tokens"));
     }
 
     [Fact]

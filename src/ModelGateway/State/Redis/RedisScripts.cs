@@ -373,7 +373,7 @@ internal static class RedisScripts
     /// the last one applied for that replica is a repeat (a flush that timed out and was sent again, or
     /// one that reached a frozen Redis's buffer) and is skipped.
     /// KEYS[1] = <c>{mg:usage}</c>. ARGV = replica id, batch number, entry count, then per entry: day
-    /// (yyyyMMdd), dimensions, and the eleven metric values in <c>RedisUsageStore.Metrics</c> order.
+    /// (yyyyMMdd), dimensions, and the fourteen metric values in <c>RedisUsageStore.Metrics</c> order.
     /// Returns 1 when applied, 0 for a repeat.
     /// </summary>
     public const string RecordUsage = """
@@ -381,7 +381,7 @@ internal static class RedisScripts
         local applied = prefix .. ':applied:' .. ARGV[1]
         local batch = tonumber(ARGV[2])
         if tonumber(redis.call('GET', applied) or '0') >= batch then return 0 end
-        local metrics = { 'requests', 'errors', 'input', 'cached', 'output', 'cost', 'latency_ms', 'ttft_ms', 'ttft_samples', 'cache_write', 'reasoning' }
+        local metrics = { 'requests', 'errors', 'input', 'cached', 'output', 'cost', 'latency_ms', 'ttft_ms', 'ttft_samples', 'cache_write', 'reasoning', 'cache_hits', 'cache_saved_tokens', 'cache_saved_usd' }
         local at = 4
         for _ = 1, tonumber(ARGV[3]) do
           local key, dimensions = prefix .. ':' .. ARGV[at], ARGV[at + 1]

@@ -51,7 +51,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
         }
     }
 
-    private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples", "cache_write", "reasoning"];
+    private static readonly string[] Metrics = ["requests", "errors", "input", "cached", "output", "cost", "latency_ms", "ttft_ms", "ttft_samples", "cache_write", "reasoning", "cache_hits", "cache_saved_tokens", "cache_saved_usd"];
 
     public ValueTask RecordAsync(GatewayRequest request, TimeSpan elapsed)
     {
@@ -270,20 +270,27 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
 
     private static string Clean(string value) => value.Replace(Separator, ' ').Replace('|', '/');
 
-    private static double[] Values(GatewayRequest request, TimeSpan elapsed) =>
-    [
-        1,
-        request.StatusCode is < 200 or > 299 || !request.StreamCompleted ? 1 : 0,
-        request.Usage.Input,
-        request.Usage.CacheRead,
-        request.Usage.Output,
-        request.Cost,
-        elapsed.TotalMilliseconds,
-        request.TimeToFirstToken.TotalMilliseconds,
-        request.TimeToFirstToken > TimeSpan.Zero ? 1 : 0,
-        request.Usage.CacheWrite,
-        request.Usage.Reasoning,
-    ];
+    private static double[] Values(GatewayRequest request, TimeSpan elapsed)
+    {
+        var hit = request.CachePlan is { IsHit: true } plan ? plan : null;
+        return
+        [
+            1,
+            request.StatusCode is < 200 or > 299 || !request.StreamCompleted ? 1 : 0,
+            request.Usage.Input,
+            request.Usage.CacheRead,
+            request.Usage.Output,
+            request.Cost,
+            elapsed.TotalMilliseconds,
+            request.TimeToFirstToken.TotalMilliseconds,
+            request.TimeToFirstToken > TimeSpan.Zero ? 1 : 0,
+            request.Usage.CacheWrite,
+            request.Usage.Reasoning,
+            hit is null ? 0 : 1,
+            hit is null ? 0 : hit.SavedUsage.Input + hit.SavedUsage.Output,
+            hit?.SavedCost ?? 0,
+        ];
+    }
 
     private static void Set(UsageTotals totals, string metric, double value)
     {
@@ -300,6 +307,9 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
             case "ttft_samples": totals.TtftSamples += (long)value; break;
             case "cache_write": totals.CacheWriteTokens += (long)value; break;
             case "reasoning": totals.ReasoningTokens += (long)value; break;
+            case "cache_hits": totals.CacheHits += (long)value; break;
+            case "cache_saved_tokens": totals.CacheSavedTokens += (long)value; break;
+            case "cache_saved_usd": totals.CacheSavedUsd += value; break;
         }
     }
 
