@@ -10,9 +10,6 @@ namespace ModelGateway.Forwarding;
 /// </summary>
 internal struct EventBatch
 {
-    // Kestrel hands out 4 KiB blocks; asking for less gives the rest of the current block.
-    private const int MinimumBlock = 4096;
-
     private Memory<byte> _buffer;
     private int _written;
 
@@ -23,7 +20,10 @@ internal struct EventBatch
         if (_buffer.Length - _written < length)
         {
             Commit(writer);
-            _buffer = writer.GetMemory(Math.Max(length, MinimumBlock));
+
+            // Only what this event needs: the writer then hands over the rest of its current block, which the
+            // next events of the read fill. A larger hint would start a new block (and a new chunk) every read.
+            _buffer = writer.GetMemory(length);
         }
 
         var span = _buffer.Span[_written..];

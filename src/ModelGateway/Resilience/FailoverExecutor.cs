@@ -471,8 +471,6 @@ internal sealed partial class FailoverExecutor
         var deployment = call.Deployment;
         var adapter = deployment.Provider.Adapter;
         deployment.State.Enter();
-        // Until this attempt answers (its first byte) or fails, its age is a late latency sample.
-        deployment.State.PendingFirstBytes.Started(started);
         deployment.State.Quota.Consume(call.Request.Decision is { } decision ? decision.EstimatedInputTokens + decision.ExpectedOutputTokens : 1);
         UpstreamResponse? response = null;
         var handedOver = false;
@@ -538,7 +536,6 @@ internal sealed partial class FailoverExecutor
         }
         finally
         {
-            deployment.State.PendingFirstBytes.Answered(started);
             if (!handedOver)
             {
                 deployment.State.Exit();

@@ -24,11 +24,7 @@ internal sealed class DeploymentState
         Attempts = new RollingCounter(timeProvider);
         Errors = new RollingCounter(timeProvider);
         Quota = new Quotas.QuotaState(timeProvider);
-        PendingFirstBytes = new Signals.PendingFirstBytes(timeProvider);
     }
-
-    /// <summary>Attempts still waiting for a first byte: their age counts as a late latency sample.</summary>
-    public Signals.PendingFirstBytes PendingFirstBytes { get; }
 
     /// <summary>Attempts and failed attempts over the last minute, for the ops page.</summary>
     public RollingCounter Attempts { get; }

@@ -105,7 +105,7 @@ internal sealed partial class Router(TokenEstimator tokens, TimeProvider timePro
             view.Queueing = deployment.Metrics is { } loadMetrics && Signals.LoadGate.IsQueueing(deployment.State.Load, loadMetrics, timeProvider.GetUtcNow());
             view.InFlight = deployment.State.InFlight;
             view.Cost = EstimateCost(deployment, view.InputTokens, expectedOutput);
-            view.LatencyMs = Signals.PendingFirstBytes.WithLate(Latency(deployment, info.Stream, now), deployment.State.PendingFirstBytes);
+            view.LatencyMs = Objectives.LiveTtft.WithLate(Latency(deployment, info.Stream, now), deployment.State.Latency.Live.OldestWaitSeenMs);
             if (slo?.Objective is { } objective)
             {
                 Objectives.ObjectiveRanking.Assess(ref view, slo, objective, now);

@@ -48,6 +48,7 @@ internal sealed class LiveTtft : IDeploymentLoad
     private int _reportedWaiting;
     private int _reportedRunning;
     private long _reportedAt;
+    private double _oldestWaitSeenMs;
 
     public LiveTtft(TimeProvider timeProvider, TimeSpan halfLife)
     {
@@ -153,6 +154,24 @@ internal sealed class LiveTtft : IDeploymentLoad
             Volatile.Write(ref _waiting[slot], 0);
         }
     }
+
+    /// <summary>
+    /// The oldest wait as of the last <see cref="RefreshOldestWait"/> (the load-signal loop, every 50 ms), in
+    /// milliseconds: what every strategy's ranking reads, one volatile value instead of a scan per decision.
+    /// </summary>
+    public double OldestWaitSeenMs => Volatile.Read(ref _oldestWaitSeenMs);
+
+    /// <summary>Background loop: takes the age of the oldest attempt still waiting for its first byte.</summary>
+    public void RefreshOldestWait(long now) => Volatile.Write(ref _oldestWaitSeenMs, OldestWaitMs(now));
+
+    /// <summary>
+    /// The latency a strategy ranks by: the measured estimate, or the age of an attempt still waiting for its
+    /// first byte when that is longer (a late sample, counted before it finishes). Unknown stays unknown
+    /// unless something already waits longer than that.
+    /// </summary>
+    public static double WithLate(double latencyMs, double oldestWaitMs)
+        => oldestWaitMs <= 0 ? latencyMs
+            : double.IsNaN(latencyMs) || oldestWaitMs > latencyMs ? oldestWaitMs : latencyMs;
 
     /// <summary>How long the oldest attempt still waiting for a first byte has waited, in milliseconds (0: none).</summary>
     public double OldestWaitMs(long now)

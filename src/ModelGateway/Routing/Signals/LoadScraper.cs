@@ -66,18 +66,27 @@ internal sealed partial class LoadScraper(
                 continue;
             }
 
-            var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            var utcNow = timeProvider.GetUtcNow();
+            var now = utcNow.ToUnixTimeMilliseconds();
             var timestamp = timeProvider.GetTimestamp();
             foreach (var deployment in config.Current.DeploymentList)
             {
                 // Every deployment, metrics or not: the age of its oldest attempt still waiting for a first byte.
-                deployment.State.PendingFirstBytes.Refresh(timestamp);
+                var live = deployment.State.Latency.Live;
+                live.RefreshOldestWait(timestamp);
                 if (deployment.Metrics is not { } settings)
                 {
                     continue;
                 }
 
                 var signal = deployment.State.Load;
+
+                // The server's own queue (scraped here or by another replica) feeds a route objective's TTFT prediction.
+                if (signal.FreshAt(utcNow, settings) is { } reading)
+                {
+                    live.ReportQueue((int)reading.Waiting, (int)reading.Running);
+                }
+
                 if (!signal.IsDue(now) || !_running.TryAdd(signal, 0))
                 {
                     continue;
