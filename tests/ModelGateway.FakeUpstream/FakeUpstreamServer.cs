@@ -111,7 +111,7 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
         });
 
         var app = builder.Build();
-        var behaviors = new BehaviorRegistry();
+        var behaviors = new BehaviorRegistry { Outages = new OutageSchedule(TimeProvider.System) };
         var recorder = new RequestRecorder();
         var shutdown = new CancellationTokenSource();
         var handler = new RequestHandler(options, behaviors, recorder, TimeProvider.System, shutdown.Token);
@@ -158,6 +158,24 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
 
     /// <summary>How many requests the model's quota has answered with 429.</summary>
     public long QuotaRefusals(string upstreamModel) => _behaviors.QuotaRefusals(upstreamModel);
+
+    /// <summary>
+    /// Schedules an outage of one model: from <paramref name="start"/> after now, for <paramref name="duration"/>,
+    /// every request for it is answered with <paramref name="statusCode"/> and the wire's own error body (OpenAI's
+    /// <c>server_error</c> for a 503 on the OpenAI wire), ahead of any queued, sticky or default behaviour and of
+    /// its quota. Windows run on the fake's own clock, so the outage starts on time however busy the test is.
+    /// </summary>
+    public void ScheduleOutage(string upstreamModel, TimeSpan start, TimeSpan duration, int statusCode = 503)
+    {
+        ArgumentNullException.ThrowIfNull(upstreamModel);
+        ArgumentOutOfRangeException.ThrowIfLessThan(start, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(duration, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(statusCode, 400);
+        _behaviors.Outages!.Add(upstreamModel, start, duration, statusCode);
+    }
+
+    /// <summary>Requests answered with a scheduled outage's status so far (all models).</summary>
+    public long OutageRefusals => _behaviors.Outages!.Refused;
 
     /// <summary>Queues a one-shot behaviour for the next request of any model.</summary>
     public void Enqueue(UpstreamBehavior behavior)

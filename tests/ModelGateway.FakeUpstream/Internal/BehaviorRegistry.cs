@@ -83,9 +83,20 @@ internal sealed class BehaviorRegistry
         }
     }
 
-    /// <summary>Picks the behaviour for one request, consuming a queued one if it applies, then applies the model's quota.</summary>
+    /// <summary>Outage windows; set once by the server before any request (null: none can be scheduled).</summary>
+    public OutageSchedule? Outages { get; set; }
+
+    /// <summary>
+    /// Picks the behaviour for one request: a scheduled outage's error first (it consumes nothing queued, as a
+    /// provider that is down answers everything alike), else a queued or set behaviour, then the model's quota.
+    /// </summary>
     public UpstreamBehavior Take(string? model)
     {
+        if (model is not null && Outages is { Any: true } outages && outages.Active(model) is { } down)
+        {
+            return down;
+        }
+
         var behavior = TakeUnlimited(model);
         QuotaWindow? quota = null;
         if (model is not null)
