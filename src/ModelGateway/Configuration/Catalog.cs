@@ -350,7 +350,9 @@ internal sealed record CircuitBreakerSettings(
 /// <summary>Compiled health-probe settings of a provider: a cheap request every interval (± jitter) while a circuit is open.</summary>
 internal sealed record ProbeSettings(bool Enabled, TimeSpan Interval, TimeSpan Jitter, TimeSpan Timeout)
 {
-    public static readonly ProbeSettings Default = new(true, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10));
+    // One cheap probe a second per open circuit and replica: a deployment back from an outage serves again within
+    // about 1.5 s instead of 6 s, while traffic it would have taken runs on a dearer fallback meanwhile.
+    public static readonly ProbeSettings Default = new(true, TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(10));
 }
 
 /// <summary>Compiled behaviour of a simulated deployment.</summary>

@@ -519,9 +519,20 @@ internal sealed partial class Router(TokenEstimator tokens, TimeProvider timePro
 
     // The eligible candidate measured longest ago (or never), unless it would be first anyway.
     // On an objective route, never a deployment known to miss the target (probes re-measure those, not client requests), nor one over the cost cap.
+    // With an objective, never one dearer than the current first either, nor a queueing box: probes keep every target
+    // measured, so exploring those would only spend money or first tokens the objective does not ask for.
     private static int Explore(Span<CandidateView> views, bool objective)
     {
         var current = -1;
+        for (var i = 0; i < views.Length; i++)
+        {
+            ref var view = ref views[i];
+            if (view.Exclusion == Exclusion.None && !view.Deferred && (current < 0 || Better(view, views[current])))
+            {
+                current = i;
+            }
+        }
+
         var stalest = -1;
         var stalestAt = long.MaxValue;
         for (var i = 0; i < views.Length; i++)
@@ -532,12 +543,7 @@ internal sealed partial class Router(TokenEstimator tokens, TimeProvider timePro
                 continue;
             }
 
-            if (current < 0 || Better(view, views[current]))
-            {
-                current = i;
-            }
-
-            if (objective && (view.OverCostCap || Objectives.ObjectiveRanking.KnownToMiss(view)))
+            if (objective && (view.OverCostCap || view.Queueing || Objectives.ObjectiveRanking.KnownToMiss(view) || view.Cost > views[current].Cost))
             {
                 continue;
             }

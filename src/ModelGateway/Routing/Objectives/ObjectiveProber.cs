@@ -90,7 +90,10 @@ internal sealed partial class ObjectiveProber(
         var estimate = LiveEstimate.Of(deployment, objective.Percentile, now);
         var missing = estimate.IsKnown && estimate.EstimateMs > slo.Target.TotalMilliseconds;
         var failing = state.Errors.Sum((int)Math.Max(1, Math.Ceiling(objective.ProbeInterval.TotalSeconds))) > 0;
-        return missing || failing;
+
+        // Unknown (never measured, or its samples decayed away) gets the benefit of the doubt in ranking: a cheap but
+        // slow deployment would then take client requests until their first bytes came late. A probe learns it first.
+        return missing || failing || !estimate.IsKnown;
     }
 
     private async Task ProbeAsync(Deployment deployment, GatewayCatalog catalog, SloSettings slo, ObjectiveSettings objective, CancellationToken stoppingToken)

@@ -42,7 +42,7 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
         /// <summary>What one request costs here, in USD: every request has the same prompt and answer length.</summary>
         public double PerRequest => ((PromptTokens * Input) + (CompletionTokens * Output)) / 1_000_000;
 
-        public TimeSpan Ttft => Answer.FirstChunkDelay;
+        public TimeSpan Ttft => Answer.HeaderDelay;
     }
 
     private static readonly Deployment Box = new("llama@box", "llama", 0, 0, BoxAnswer);
@@ -51,11 +51,13 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
     private static readonly Deployment Fast = new("fast@premium", "fast", 2.50, 10.00, Answer(first: 100, chunk: 20));
     private static readonly Deployment[] Fleet = [Box, Mid, Slow, Fast];
 
-    private sealed record Call(TimeSpan At, int Replica, bool Done, string? Deployment, TimeSpan? Ttft, int ContentChars, string Detail);
+    private sealed record Call(TimeSpan At, int Replica, bool Done, string? Deployment, TimeSpan? Ttft, int ContentChars, string Detail, string? Reason = null);
 
+    // The time to first token is the wait before the answer's headers: it then holds for the gateway's one-token,
+    // non-streamed probes too, as it does on a real provider (the fake's FirstChunkDelay only delays streams).
     private static UpstreamBehavior Answer(int first, int chunk) => new()
     {
-        FirstChunkDelay = TimeSpan.FromMilliseconds(first),
+        HeaderDelay = TimeSpan.FromMilliseconds(first),
         ChunkDelay = TimeSpan.FromMilliseconds(chunk),
         ChunkCount = Chunks,
         PromptTokens = PromptTokens,
@@ -202,7 +204,7 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
     }
 
     /// <summary>How long one request holds a slot of the box: its first-token delay and its chunks.</summary>
-    private static TimeSpan ServiceTime(Deployment deployment) => deployment.Answer.FirstChunkDelay + (deployment.Answer.ChunkDelay * deployment.Answer.ChunkCount);
+    private static TimeSpan ServiceTime(Deployment deployment) => deployment.Answer.HeaderDelay + (deployment.Answer.ChunkDelay * deployment.Answer.ChunkCount);
 
     private void Report(Call[] calls, FakeUpstreamServer box, FakeUpstreamServer cloud, out int misses, out double cost, out double optimum)
     {
@@ -221,6 +223,19 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
         {
             output.WriteLine($"  {window.Key * 5,2}-{(window.Key * 5) + 5,2}s: " + string.Join(", ", Fleet.Select(d => $"{d.Name.Split('@')[0]} {window.Count(c => c.Deployment == d.Name)}")) + $", misses {window.Count(c => c.Ttft is not { } t || t > Objective)}");
         }
+
+        // Why requests went where they did: each deployment's routing reasons (without the live figures), most common first.
+        foreach (var deployment in Fleet)
+        {
+            var why = calls.Where(c => c.Deployment == deployment.Name && c.Reason is not null)
+                .GroupBy(c => c.Reason!.Split(';')[0]).OrderByDescending(g => g.Count()).Take(3).Select(g => $"{g.Key} x{g.Count()}");
+            output.WriteLine($"  {deployment.Name}: {string.Join(" | ", why)}");
+        }
+
+        var probes = (box.Requests.Count(r => !r.BodyText.Contains("\"stream\":true", StringComparison.Ordinal)), cloud.Requests.Count(r => !r.BodyText.Contains("\"stream\":true", StringComparison.Ordinal)));
+        output.WriteLine($"  non-streamed (probe) requests: box {probes.Item1}, cloud {probes.Item2}");
+        var slowMisses = calls.Where(c => c.Ttft is not { } t || t > Objective).GroupBy(c => c.Deployment ?? "none").Select(g => $"{g.Key} {g.Count()}");
+        output.WriteLine($"  misses by deployment: {string.Join(", ", slowMisses)}");
     }
 
     private static double Quantile(double[] sorted, double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * q))];
@@ -249,6 +264,8 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
                 deployment = names.FirstOrDefault();
             }
 
+            var reason = response.Headers.TryGetValues("x-modelgateway-route-reason", out var reasons) ? reasons.FirstOrDefault() : null;
+
             if ((int)response.StatusCode != 200)
             {
                 return new Call(at, replica, false, deployment, null, 0, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
@@ -266,7 +283,7 @@ public sealed class MixedFleetTests(ITestOutputHelper output)
                 var data = line["data: ".Length..];
                 if (data == "[DONE]")
                 {
-                    return new Call(at, replica, true, deployment, ttft, content, "done");
+                    return new Call(at, replica, true, deployment, ttft, content, "done", reason);
                 }
 
                 using var json = JsonDocument.Parse(data);
