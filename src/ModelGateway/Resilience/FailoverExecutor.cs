@@ -432,6 +432,13 @@ internal sealed partial class FailoverExecutor
     /// </summary>
     internal async ValueTask<(bool Healthy, string Detail)> ProbeAsync(UpstreamRequest call, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        // A probe occupies a slot like any attempt, and its end gives one lease back: without a lease of its own it
+        // would hand back a client request's, and the fleet would put one more request on a full box per probe.
+        if (_fleet is not null && !await _fleet.TryLeaseAsync(call.Deployment, timeout, cancellationToken).ConfigureAwait(false))
+        {
+            return (false, "skipped: the fleet fills its capacity");
+        }
+
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         try
         {

@@ -93,7 +93,9 @@ public sealed class ObjectiveRoutingTests : IAsyncLifetime
         Assert.StartsWith("p90 ttft est ", live.GetProperty("text").GetString(), StringComparison.Ordinal);
         Assert.True(live.GetProperty("samples").GetDouble() > 0.5);
         Assert.True(live.GetProperty("predicted_ttft_ms").GetDouble() < 400);
-        Assert.Equal(JsonValueKind.Null, candidates[1].GetProperty("live").GetProperty("ttft_estimate_ms").ValueKind);
+        // No client request measured fast: its estimate is unknown (null) until the objective's probe of unknown targets measures it.
+        var fastLive = candidates[1].GetProperty("live");
+        Assert.True(fastLive.GetProperty("ttft_estimate_ms").ValueKind == JsonValueKind.Null || fastLive.GetProperty("samples").GetDouble() > 0, fastLive.ToString());
 
         // The live page shows the same estimate.
         using var state = JsonDocument.Parse(await _gateway.Http.GetStringAsync("dashboard/api/state"));
