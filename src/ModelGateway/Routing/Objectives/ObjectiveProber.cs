@@ -74,8 +74,19 @@ internal sealed partial class ObjectiveProber(
     {
         var state = deployment.State;
         var interval = (long)(objective.ProbeInterval.TotalSeconds * timeProvider.TimestampFrequency);
-        if (!deployment.Provider.Probe.Enabled || state.Circuit.StatusAt(now) != CircuitStatus.Closed || _running.ContainsKey(state)
-            || (_lastProbe.TryGetValue(state, out var probed) && now - probed < interval))
+        if (!deployment.Provider.Probe.Enabled || state.Circuit.StatusAt(now) != CircuitStatus.Closed || _running.ContainsKey(state))
+        {
+            return false;
+        }
+
+        if (_metLast.ContainsKey(state))
+        {
+            // A deployment out of favour just met the target once: confirm at once rather than a whole interval later,
+            // so one that recovered (or only looked slow on a cold first connection) serves again within two probes.
+            return true;
+        }
+
+        if (_lastProbe.TryGetValue(state, out var probed) && now - probed < interval)
         {
             return false;
         }
@@ -109,6 +120,11 @@ internal sealed partial class ObjectiveProber(
             {
                 // A one-token answer's whole duration is its time to first token; a timeout is a lower bound of it.
                 Measured(deployment, slo, objective, healthy && elapsed <= slo.Target, elapsed);
+            }
+            else
+            {
+                // No measure (an error answer, or skipped): a confirmation is not owed, back to one probe per interval.
+                _metLast.TryRemove(deployment.State, out _);
             }
 
             LogProbed(logger, deployment.Name, healthy, elapsed.TotalMilliseconds, detail);
@@ -147,7 +163,11 @@ internal sealed partial class ObjectiveProber(
             return;
         }
 
-        _metLast[state] = ttft;
+        if (stillMissing)
+        {
+            _metLast[state] = ttft;
+        }
+
         live.Record(ttft);
     }
 
