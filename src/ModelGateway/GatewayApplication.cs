@@ -240,6 +240,8 @@ public static class GatewayApplication
             services.AddSingleton<IRateLimiter, RedisRateLimiter>();
             services.AddSingleton<IKeyStore, RedisKeyStore>();
             services.AddHostedService<Routing.Affinity.AffinitySharing>();
+            services.AddSingleton<RecoverySharing>();
+            services.AddHostedService(static sp => sp.GetRequiredService<RecoverySharing>());
             services.AddSingleton<RedisUsageStore>();
             services.AddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<RedisUsageStore>());
             services.AddSingleton<IUsageQuery>(static sp => sp.GetRequiredService<RedisUsageStore>());

@@ -20,8 +20,12 @@ internal sealed partial class HealthProber(
     FailoverExecutor executor,
     TimeProvider timeProvider,
     IOptions<GatewayOptions> options,
-    ILogger<HealthProber> logger) : BackgroundService
+    ILogger<HealthProber> logger,
+    IServiceProvider services) : BackgroundService
 {
+    // With Redis state: a healthy probe closes the deployment's circuit on the other replicas too.
+    private readonly RecoverySharing? _sharing = services.GetService<RecoverySharing>();
+
     /// <summary>How often open circuits are looked at; far below any probe interval (at least 500ms).</summary>
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(100);
 
@@ -89,6 +93,10 @@ internal sealed partial class HealthProber(
             LogProbed(logger, deployment.Name, healthy, detail);
             circuit.ScheduleProbe(NextWait(probe));
             circuit.ProbeCompleted(healthy);
+            if (healthy)
+            {
+                _sharing?.Publish(deployment.Name);
+            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
