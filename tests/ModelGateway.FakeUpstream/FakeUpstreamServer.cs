@@ -216,6 +216,12 @@ public sealed class FakeUpstreamServer : IAsyncDisposable
     /// </summary>
     public int MaxConcurrent => _slots?.MaxInside ?? 0;
 
+    /// <summary>
+    /// With <see cref="FakeUpstreamOptions.Slots"/>: how long a model request held its slot on average, from taking it
+    /// to its last byte written: the box's real service time, so what its slots can really carry is slots ÷ this.
+    /// </summary>
+    public TimeSpan MeanSlotTime => _slots?.MeanSlotTime ?? TimeSpan.Zero;
+
     /// <summary>With <see cref="FakeUpstreamOptions.Slots"/>: how many times <c>GET /metrics</c> was answered.</summary>
     public long MetricsScrapes => _slots?.Scrapes ?? 0;
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 
@@ -17,6 +18,8 @@ internal sealed class SlotGate(int slots)
     private int _inside;
     private int _maxInside;
     private long _scrapes;
+    private long _heldTicks;
+    private long _held;
 
     public int Slots { get; } = slots;
 
@@ -32,6 +35,16 @@ internal sealed class SlotGate(int slots)
 
     /// <summary>Requests the <c>/metrics</c> endpoint has answered.</summary>
     public long Scrapes => Interlocked.Read(ref _scrapes);
+
+    /// <summary>How long a request held its slot on average (its real service time, timer slack included); zero before any.</summary>
+    public TimeSpan MeanSlotTime
+    {
+        get
+        {
+            var held = Interlocked.Read(ref _held);
+            return held == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Interlocked.Read(ref _heldTicks) / (double)Stopwatch.Frequency / held);
+        }
+    }
 
     public async Task RunAsync(Func<Task> work, CancellationToken cancellationToken)
     {
@@ -51,7 +64,16 @@ internal sealed class SlotGate(int slots)
             try
             {
                 RaiseMax(ref _maxRunning, Interlocked.Increment(ref _running));
-                await work().ConfigureAwait(false);
+                var started = Stopwatch.GetTimestamp();
+                try
+                {
+                    await work().ConfigureAwait(false);
+                }
+                finally
+                {
+                    Interlocked.Add(ref _heldTicks, Stopwatch.GetTimestamp() - started);
+                    Interlocked.Increment(ref _held);
+                }
             }
             finally
             {

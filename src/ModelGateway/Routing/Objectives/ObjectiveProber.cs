@@ -25,7 +25,7 @@ internal sealed partial class ObjectiveProber(
     private readonly ConcurrentDictionary<DeploymentState, byte> _running = new();
 
     // The previous probe's TTFT of each deployment when it met the target of the route that probed it.
-    private readonly ConcurrentDictionary<DeploymentState, TimeSpan> _metLast = new();
+    private readonly ConcurrentDictionary<DeploymentState, (TimeSpan Ttft, long At)> _metLast = new();
     private long _probes;
 
     /// <summary>Probes sent so far, for tests and the ops page.</summary>
@@ -79,7 +79,12 @@ internal sealed partial class ObjectiveProber(
             return false;
         }
 
-        if (_metLast.ContainsKey(state))
+        if (_metLast.TryGetValue(state, out var met) && state.Latency.Live.LastSampleAt > met.At)
+        {
+            // Client traffic measured it since the probe that met: that decides, not a confirming probe.
+            _metLast.TryRemove(state, out _);
+        }
+        else if (met.At != 0)
         {
             // A deployment out of favour just met the target once: confirm at once rather than a whole interval later,
             // so one that recovered (or only looked slow on a cold first connection) serves again within two probes.
@@ -158,17 +163,16 @@ internal sealed partial class ObjectiveProber(
         if (stillMissing && _metLast.TryRemove(state, out var previous))
         {
             // Two probes in a row met the target: the deployment recovered, its slow spell is history.
-            live.Restart(previous, ttft);
-            LogRecovered(logger, deployment.Name, previous.TotalMilliseconds, ttft.TotalMilliseconds);
+            live.Restart(previous.Ttft, ttft);
+            LogRecovered(logger, deployment.Name, previous.Ttft.TotalMilliseconds, ttft.TotalMilliseconds);
             return;
         }
 
+        live.Record(ttft);
         if (stillMissing)
         {
-            _metLast[state] = ttft;
+            _metLast[state] = (ttft, live.LastSampleAt);
         }
-
-        live.Record(ttft);
     }
 
     private ValueTask<(bool Healthy, string Detail)> SendAsync(Deployment deployment, GatewayCatalog catalog, TimeSpan timeout, CancellationToken cancellationToken)
