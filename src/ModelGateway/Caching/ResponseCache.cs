@@ -246,7 +246,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
     private async ValueTask<byte[]?> FindSimilarAsync(GatewayRequest request, CachePlan plan, SemanticSettings semantic, CancellationToken cancellationToken)
     {
         var route = request.Route!;
-        plan.Vector = await semantics.EmbedAsync(SemanticCache.PromptText(request.Canonical), semantic, cancellationToken).ConfigureAwait(false);
+        plan.Vector = await semantics.EmbedAsync(request, SemanticCache.PromptText(request.Canonical), semantic, cancellationToken).ConfigureAwait(false);
         if (plan.Vector is null || await semantics.FindAsync(route.Name, plan.Settings, plan.Owner, plan.Vector).ConfigureAwait(false) is not { } similar)
         {
             return null;
