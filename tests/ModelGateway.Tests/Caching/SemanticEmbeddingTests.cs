@@ -103,8 +103,10 @@ public sealed class SemanticEmbeddingTests : IAsyncLifetime
         Assert.Equal(0, embeddings.GetProperty("errors").GetInt64());
         Assert.True(embeddings.GetProperty("input_tokens").GetInt64() > 0, embeddings.ToString());
         Assert.True(embeddings.GetProperty("cost_usd").GetDouble() > 0, embeddings.ToString());
-        var chat = await UsageRowAsync(id, "faq", 1);
-        Assert.Equal(1, chat.GetProperty("requests").GetInt64());
+        // The chat requests keep their own row: one miss, one semantic hit.
+        var chat = await UsageRowAsync(id, "faq", 2);
+        Assert.Equal(2, chat.GetProperty("requests").GetInt64());
+        Assert.Equal(1, chat.GetProperty("cache_hits").GetInt64());
     }
 
     [Fact]
