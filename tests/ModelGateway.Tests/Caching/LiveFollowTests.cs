@@ -33,6 +33,7 @@ public sealed class LiveFollowTests : IAsyncLifetime
               - { name: gpt, provider: openai, model: gpt-4o, pricing: { input: 2.5, output: 10 } }
             routes:
               - { name: cached, targets: [gpt], cache: { ttl: 10m, scope: global } }
+              - { name: cached-once, targets: [gpt], cache: { ttl: 10m, scope: global }, resilience: { maxAttempts: 1 } }
             """);
     }
 
@@ -99,9 +100,9 @@ public sealed class LiveFollowTests : IAsyncLifetime
     /// <summary>A raw chat-completions stream: its text, whether it ended with <c>[DONE]</c>, and any in-stream error.</summary>
     private sealed record RawStream(string CacheHeader, string Text, bool Done, string? Error);
 
-    private async Task<RawStream> RawStreamAsync(string prompt, TaskCompletionSource firstDelta, CancellationToken cancellationToken = default)
+    private async Task<RawStream> RawStreamAsync(string prompt, TaskCompletionSource firstDelta, CancellationToken cancellationToken = default, string route = "cached")
     {
-        var body = JsonSerializer.Serialize(new { model = "cached", messages = new[] { new { role = "user", content = prompt } }, max_tokens = 300, stream = true });
+        var body = JsonSerializer.Serialize(new { model = route, messages = new[] { new { role = "user", content = prompt } }, max_tokens = 300, stream = true });
         using var response = await _gateway.PostAsync("v1/chat/completions", body);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var cache = response.Headers.TryGetValues("x-modelgateway-cache", out var values) ? values.Single() : string.Empty;
@@ -274,6 +275,35 @@ public sealed class LiveFollowTests : IAsyncLifetime
         Assert.Equal("miss", fresh.CacheHeader);
         Assert.Equal(Answer, fresh.Text);
         Assert.True(fresh.Done);
+        Assert.Equal(before + 2, _upstream.RequestCount);
+    }
+
+    [Fact]
+    public async Task A_follower_that_got_nothing_before_the_first_request_failed_makes_its_own_call_and_gets_the_whole_answer()
+    {
+        var prompt = Prompt();
+
+        // The first upstream call fails after a while, with no failover (maxAttempts: 1); later ones answer.
+        _upstream.Enqueue("gpt-4o", new UpstreamBehavior { StatusCode = 500, HeaderDelay = TimeSpan.FromSeconds(2) });
+        var before = _upstream.RequestCount;
+        var chat = _gateway.OpenAI().GetChatClient("cached-once");
+        var leader = OpenAIStreamAsync(chat, prompt, Signal());
+        while (_upstream.RequestCount == before)
+        {
+            await Task.Delay(10);
+        }
+
+        var follower = RawStreamAsync(prompt, Signal(), route: "cached-once");
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+
+        // While the first call is out, the follower waits on it instead of calling upstream itself.
+        Assert.Equal(before + 1, _upstream.RequestCount);
+        await Assert.ThrowsAnyAsync<Exception>(() => leader.WaitAsync(Patience));
+        var answer = await follower.WaitAsync(Patience);
+
+        Assert.Equal(Answer, answer.Text);
+        Assert.True(answer.Done);
+        Assert.Null(answer.Error);
         Assert.Equal(before + 2, _upstream.RequestCount);
     }
 }
