@@ -1,29 +1,33 @@
-using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace ModelGateway.Caching;
 
 /// <summary>
-/// A response body that also keeps a copy of what the relay writes, so a streamed answer can be stored
-/// in the cache once it has ended well. Installed only for requests the cache may store; the relay does
-/// not know it is there. Stops copying (and the answer is not stored) past the route's entry limit.
+/// A response body that also copies what the relay writes into the request's <see cref="Flight"/>, so
+/// identical requests follow the stream live and the answer can be stored once it has ended well.
+/// Installed only for requests the cache may store; the relay does not know it is there. Past the
+/// route's entry limit the answer is not stored (followers still get it).
 /// </summary>
 internal sealed class CapturingBody : IHttpResponseBodyFeature
 {
     private readonly IHttpResponseBodyFeature _inner;
     private readonly CapturingWriter _writer;
 
-    public CapturingBody(IHttpResponseBodyFeature inner, int limit)
+    public CapturingBody(IHttpResponseBodyFeature inner, Flight flight)
     {
         _inner = inner;
-        _writer = new CapturingWriter(inner.Writer, limit);
+        Flight = flight;
+        _writer = new CapturingWriter(inner.Writer, flight);
     }
 
-    /// <summary>True when the answer grew past the limit: the copy is incomplete.</summary>
-    public bool Overflowed => _writer.Overflowed;
+    /// <summary>Where the copy goes.</summary>
+    public Flight Flight { get; }
 
-    public ReadOnlyMemory<byte> Captured => _writer.Captured;
+    /// <summary>True when the answer grew past the limit: it is not stored.</summary>
+    public bool Overflowed => Flight.Overflowed || Flight.Incomplete;
+
+    public ReadOnlyMemory<byte> Captured => Flight.Captured;
 
     public Stream Stream => _inner.Stream;
 
@@ -38,27 +42,15 @@ internal sealed class CapturingBody : IHttpResponseBodyFeature
 
     public Task StartAsync(CancellationToken cancellationToken = default) => _inner.StartAsync(cancellationToken);
 
-    private sealed class CapturingWriter(PipeWriter inner, int limit) : PipeWriter
+    private sealed class CapturingWriter(PipeWriter inner, Flight flight) : PipeWriter
     {
-        private readonly ArrayBufferWriter<byte> _copy = new(4096);
         private Memory<byte> _last;
-
-        public bool Overflowed { get; private set; }
-
-        public ReadOnlyMemory<byte> Captured => _copy.WrittenMemory;
 
         public override void Advance(int bytes)
         {
-            if (!Overflowed && bytes > 0)
+            if (bytes > 0)
             {
-                if (_copy.WrittenCount + bytes > limit)
-                {
-                    Overflowed = true;
-                }
-                else
-                {
-                    _copy.Write(_last.Span[..bytes]);
-                }
+                flight.Append(_last.Span[..bytes]);
             }
 
             _last = default;
@@ -76,7 +68,12 @@ internal sealed class CapturingBody : IHttpResponseBodyFeature
 
         public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
 
-        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+        {
+            // What the client is about to get, followers get too.
+            flight.Pulse();
+            return inner.FlushAsync(cancellationToken);
+        }
 
         public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
 

@@ -37,7 +37,7 @@ internal sealed class CachePlan(CacheSettings settings, string key, string owner
     public bool IsHit { get; private set; }
 
     /// <summary>Set while this request is the one upstream call identical requests in flight wait for.</summary>
-    public ResponseCache.Flight? Leading { get; set; }
+    public Flight? Leading { get; set; }
 
     /// <summary>The copy of a streamed answer being relayed, when it may be stored.</summary>
     public CapturingBody? Capture { get; set; }
@@ -83,12 +83,6 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
 
     private readonly CacheMetrics _metrics = new(meterFactory);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Flight> _flights = new(StringComparer.Ordinal);
-
-    /// <summary>One upstream call that identical requests arriving while it runs wait for, in this process.</summary>
-    internal sealed class Flight
-    {
-        public TaskCompletionSource<CachedAnswer?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
 
     /// <summary>The plan for a request whose route has a cache; null when the cache does not apply at all.</summary>
     public CachePlan? Plan(GatewayRequest request)
@@ -193,10 +187,33 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
                 return false;
             }
 
-            answer = await FollowAsync(request, flight, cancellationToken).ConfigureAwait(false);
+            if (!flight.TryJoin())
+            {
+                // A flight too large to share with late arrivals: this request makes its own call.
+                _metrics.Count(request.Route!.Name, plan.Status);
+                return false;
+            }
+
+            try
+            {
+                var following = request.Info.Stream ? await FollowLiveAsync(request, plan, flight, cancellationToken).ConfigureAwait(false) : Following.Whole;
+                if (following == Following.Served)
+                {
+                    return true;
+                }
+
+                answer = following == Following.Whole && await WaitAsync(request, flight.Done.Task, cancellationToken).ConfigureAwait(false)
+                    ? flight.Done.Task.Result
+                    : null;
+            }
+            finally
+            {
+                flight.Leave();
+            }
+
             if (answer is null)
             {
-                // The call we waited for failed: this request makes its own.
+                // The call we waited for failed before this request got any of it: it makes its own.
                 _metrics.Count(request.Route!.Name, plan.Status);
                 return false;
             }
@@ -229,7 +246,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
     private async ValueTask<byte[]?> FindSimilarAsync(GatewayRequest request, CachePlan plan, SemanticSettings semantic, CancellationToken cancellationToken)
     {
         var route = request.Route!;
-        plan.Vector = await semantics.EmbedAsync(SemanticCache.PromptText(request.Canonical), semantic, cancellationToken).ConfigureAwait(false);
+        plan.Vector = await semantics.EmbedAsync(request, SemanticCache.PromptText(request.Canonical), semantic, cancellationToken).ConfigureAwait(false);
         if (plan.Vector is null || await semantics.FindAsync(route.Name, plan.Settings, plan.Owner, plan.Vector).ConfigureAwait(false) is not { } similar)
         {
             return null;
@@ -247,8 +264,8 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         return bytes;
     }
 
-    // Waits for the leader's answer; a streamed request keeps its connection alive meanwhile.
-    private async Task<CachedAnswer?> FollowAsync(GatewayRequest request, Flight flight, CancellationToken cancellationToken)
+    // Waits for the leader; a streamed request keeps its connection alive meanwhile. False when the route's total timeout passed first.
+    private async Task<bool> WaitAsync(GatewayRequest request, Task task, CancellationToken cancellationToken)
     {
         var route = request.Route!;
         var interval = route.Resilience.KeepAliveInterval;
@@ -260,12 +277,14 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
             {
                 if (!request.Info.Stream || interval <= TimeSpan.Zero)
                 {
-                    return await flight.Done.Task.WaitAsync(deadline.Token).ConfigureAwait(false);
+                    await task.WaitAsync(deadline.Token).ConfigureAwait(false);
+                    return true;
                 }
 
                 try
                 {
-                    return await flight.Done.Task.WaitAsync(interval, timeProvider, deadline.Token).ConfigureAwait(false);
+                    await task.WaitAsync(interval, timeProvider, deadline.Token).ConfigureAwait(false);
+                    return true;
                 }
                 catch (TimeoutException)
                 {
@@ -277,8 +296,163 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return null;
+            return false;
         }
+    }
+
+    private enum Following
+    {
+        /// <summary>This request was answered (completely, or with an in-stream error after part of the answer).</summary>
+        Served,
+
+        /// <summary>The leader's answer is not a stream: wait for the whole of it.</summary>
+        Whole,
+
+        /// <summary>Nothing of the answer reached this client and none will: it makes its own upstream call.</summary>
+        OwnCall,
+    }
+
+    // A streamed follower: reads the leader's stream from its start, in the leader's client wire, and writes
+    // each event in this client's own format as it arrives. Nothing is written before the first piece of the
+    // answer, so a leader that fails before it leaves this request free to make its own call.
+    private async Task<Following> FollowLiveAsync(GatewayRequest request, CachePlan plan, Flight flight, CancellationToken cancellationToken)
+    {
+        if (!await WaitAsync(request, flight.Started, cancellationToken).ConfigureAwait(false))
+        {
+            return Following.OwnCall;
+        }
+
+        if (!flight.Streaming)
+        {
+            return Following.Whole;
+        }
+
+        if (flight.End == 2)
+        {
+            return Following.OwnCall;
+        }
+
+        var route = request.Route!;
+        var context = request.HttpContext;
+        var response = context.Response;
+        var writer = response.BodyWriter;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(route.Resilience.TotalTimeout);
+        await using var body = flight.OpenReader();
+        using var decoder = Decoder(flight.Wire, body, flight.Deployment!);
+        var builder = new ChatResponseBuilder();
+        IStreamEncoder? encoder = null;
+        StreamEvent started = default;
+        ApiError? failure = null;
+        try
+        {
+            while (failure is null)
+            {
+                while (decoder.TryRead(out var e))
+                {
+                    if (e.Kind == StreamEventKind.Error)
+                    {
+                        failure = e.Error?.Error ?? Broken;
+                        break;
+                    }
+
+                    builder.Add(e);
+                    if (encoder is null)
+                    {
+                        if (e.Kind == StreamEventKind.Started)
+                        {
+                            started = e;
+                            continue;
+                        }
+
+                        if (!e.IsContent)
+                        {
+                            continue;
+                        }
+
+                        encoder = BeginLive(request, started.Name ?? route.Name);
+                        encoder.Write(StreamEvent.Started(started.Id, started.Name), writer);
+                    }
+
+                    encoder.Write(e, writer);
+                }
+
+                if (failure is not null)
+                {
+                    break;
+                }
+
+                if (encoder is not null)
+                {
+                    await writer.FlushAsync(deadline.Token).ConfigureAwait(false);
+                }
+
+                if (!await decoder.FillAsync(deadline.Token).ConfigureAwait(false))
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is InvalidDataException or System.Text.Json.JsonException)
+        {
+            failure = Broken;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            failure = new ApiError(504, $"The answer did not finish within the route's total timeout of {Durations.Format(route.Resilience.TotalTimeout)}.", "timeout", "total_timeout");
+        }
+
+        if (failure is null && flight.End == 1 && builder.Finished && encoder is not null)
+        {
+            encoder.Complete(writer);
+            await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+            request.StatusCode = StatusCodes.Status200OK;
+            request.FinishReason = builder.Build().Finish;
+            request.StreamCompleted = true;
+
+            // What the answer cost comes with the leader's entry, made right after its stream ended.
+            var entry = await WaitAsync(request, flight.Done.Task, cancellationToken).ConfigureAwait(false) ? flight.Done.Task.Result : null;
+            plan.MarkHit(entry?.Usage ?? default, entry?.Cost ?? 0);
+            _metrics.Hit(route.Name, "coalesced", plan.SavedUsage, plan.SavedCost);
+            return Following.Served;
+        }
+
+        if (encoder is null)
+        {
+            return Following.OwnCall;
+        }
+
+        // Part of the answer is out: the stream ends in the client's own error event, never as if complete.
+        failure ??= Broken;
+        LogFollowBroken(logger, request.RequestId, failure.Message);
+        request.StatusCode = StatusCodes.Status200OK;
+        request.ErrorCode = failure.Code;
+        _metrics.Count(route.Name, "coalesced");
+        await ResponseRelay.FailStreamAsync(context, failure, timeProvider, options, encoder, request.Protocol).ConfigureAwait(false);
+        return Following.Served;
+    }
+
+    private static readonly ApiError Broken = new(502, "The answer this request was following broke off before it was complete.", "server_error", "stream_interrupted");
+
+    private IStreamDecoder Decoder(WireFormat wire, Stream body, Deployment deployment) => wire switch
+    {
+        WireFormat.AnthropicMessages => new AnthropicStreamDecoder(body, deployment, jsonTool: false, options.MaxUpstreamEventBytes),
+        _ => new OpenAIChunkDecoder(body, deployment, options.MaxUpstreamEventBytes),
+    };
+
+    // The first piece of the answer is here: the follower's response starts, as a hit from the flight it follows.
+    private IStreamEncoder BeginLive(GatewayRequest request, string model)
+    {
+        var response = request.HttpContext.Response;
+        if (!response.HasStarted)
+        {
+            response.Headers[StatusHeader] = "hit";
+            response.Headers[HeaderNames.Age] = "0";
+            response.Headers["x-modelgateway-route"] = request.Route!.Name;
+        }
+
+        ResponseRelay.StartEventStream(response);
+        return request.Protocol.CreateEncoder(request, model, timeProvider.GetUtcNow().ToUnixTimeSeconds());
     }
 
     /// <summary>Ends the call this request led, if it did: requests waiting on it without an answer make their own.</summary>
@@ -290,6 +464,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         }
 
         plan.Leading = null;
+        flight.Finish(complete: false);
         flight.Done.TrySetResult(answer);
         _flights.TryRemove(new KeyValuePair<string, Flight>(plan.Key, flight));
     }
@@ -382,7 +557,10 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         var inner = features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()!;
 
         // SSE framing roughly triples the answer's size; the entry limit applies to the stored answer.
-        plan.Capture = new CapturingBody(inner, plan.Settings.MaxEntryBytes * 4);
+        // A request that leads no flight (no-cache) still copies its answer, into a flight nobody can join.
+        var flight = plan.Leading ?? new Flight();
+        flight.BeginStream(request.ServedBy!, request.Protocol.Wire, plan.Settings.MaxEntryBytes * 4);
+        plan.Capture = new CapturingBody(inner, flight);
         features.Set<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>(plan.Capture);
     }
 
@@ -433,6 +611,8 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
     /// </summary>
     public async ValueTask StoreAsync(GatewayRequest request, CachePlan plan, ChatResponse? whole)
     {
+        // Followers of a live stream finish now (or learn it broke), before the entry is written.
+        plan.Capture?.Flight.Finish(request.StatusCode == StatusCodes.Status200OK && request.StreamCompleted && request.ErrorCode is null);
         if (!plan.Store || plan.Status == "hit" || request.StatusCode != StatusCodes.Status200OK || !request.StreamCompleted
             || request.Continued || request.ServedBy is not { } deployment)
         {
@@ -440,7 +620,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         }
 
         var answer = whole;
-        if (answer is null && plan.Capture is { Overflowed: false } capture)
+        if (answer is null && plan.Capture is { Flight.Incomplete: false } capture)
         {
             answer = await DecodeAsync(request, deployment, capture.Captured).ConfigureAwait(false);
         }
@@ -465,7 +645,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
             }
 
             var bytes = entry.Serialize();
-            if (bytes.Length > plan.Settings.MaxEntryBytes)
+            if (bytes.Length > plan.Settings.MaxEntryBytes || plan.Capture is { Overflowed: true })
             {
                 return;
             }
@@ -556,6 +736,9 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         json.WriteString("owner"u8, owner);
         json.WriteEndObject();
     }
+
+    [LoggerMessage(EventId = 2620, Level = LogLevel.Warning, Message = "Request {RequestId}: the stream it followed broke off after part of the answer: {Reason}")]
+    private static partial void LogFollowBroken(ILogger logger, string requestId, string reason);
 
     [LoggerMessage(EventId = 2603, Level = LogLevel.Information, Message = "Response cache purged: route {Route}, owner {Owner}")]
     private static partial void LogPurged(ILogger logger, string route, string owner);

@@ -9,7 +9,6 @@ using ModelGateway.Canonical;
 using ModelGateway.Configuration;
 using ModelGateway.Forwarding;
 using ModelGateway.Protocols.OpenAI;
-using ModelGateway.Providers;
 using ModelGateway.State.Redis;
 using ModelGateway.Wire;
 using StackExchange.Redis;
@@ -38,8 +37,29 @@ internal sealed partial class SemanticCache : IHostedService
     private readonly ConcurrentDictionary<string, SemanticIndex> _indexes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Task> _loaded = new(StringComparer.Ordinal);
 
-    public SemanticCache(RoutingConfigManager config, GatewayOptions options, TimeProvider timeProvider, ILogger<SemanticCache> logger, RedisConnection? redis = null)
+    private readonly Resilience.FailoverExecutor _executor;
+    private readonly Routing.Router _router;
+    private readonly State.IRateLimiter _limiter;
+    private readonly State.IUsageRecorder _usage;
+
+    // One embeddings route per chat route of the current routing file: they go with the routes they serve.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ModelRoute, ModelRoute> _embeddingRoutes = [];
+
+    public SemanticCache(
+        RoutingConfigManager config,
+        GatewayOptions options,
+        TimeProvider timeProvider,
+        ILogger<SemanticCache> logger,
+        Resilience.FailoverExecutor executor,
+        Routing.Router router,
+        State.IRateLimiter limiter,
+        State.IUsageRecorder usage,
+        RedisConnection? redis = null)
     {
+        _executor = executor;
+        _router = router;
+        _limiter = limiter;
+        _usage = usage;
         _config = config;
         _options = options;
         _timeProvider = timeProvider;
@@ -166,18 +186,21 @@ internal sealed partial class SemanticCache : IHostedService
     }
 
     /// <summary>
-    /// Embeds the prompt with the route's embeddings deployment, through that deployment's adapter as a
-    /// request on the OpenAI embeddings API would go; a unit vector, or null when the deployment failed.
+    /// Embeds the prompt with the route's embeddings deployment, as a client's embeddings request would go:
+    /// routed (circuit, limits), through the failover executor with the chat route's resilience (timeouts,
+    /// retries), and recorded in the calling key's usage as an embeddings request on that deployment, with
+    /// its tokens and cost. A unit vector, or null when the call failed: the chat request then goes on as
+    /// a semantic miss, never as an error.
     /// </summary>
-    public async ValueTask<float[]?> EmbedAsync(string text, SemanticSettings settings, CancellationToken cancellationToken)
+    public async ValueTask<float[]?> EmbedAsync(GatewayRequest chat, string text, SemanticSettings settings, CancellationToken cancellationToken)
     {
         var deployment = settings.Deployment;
-        var adapter = deployment.Provider.Adapter;
         var http = new DefaultHttpContext();
         http.Request.Method = HttpMethods.Post;
         http.Request.Scheme = "http";
         http.Request.Path = "/v1/embeddings";
-        using var request = new GatewayRequest(http, OpenAIChatProtocol.Instance, Operation.Embeddings, "semantic-" + Guid.NewGuid().ToString("N")[..12], _timeProvider.GetTimestamp());
+        using var request = new GatewayRequest(http, OpenAIChatProtocol.Instance, Operation.Embeddings, chat.RequestId + "-embed", _timeProvider.GetTimestamp());
+        request.Caller = chat.Caller;
         var json = JsonSerializer.SerializeToUtf8Bytes(new EmbeddingCall(deployment.Name, text), SemanticJsonContext.Default.EmbeddingCall);
         var body = ArrayPool<byte>.Shared.Rent(json.Length);
         json.CopyTo(body, 0);
@@ -187,31 +210,118 @@ internal sealed partial class SemanticCache : IHostedService
             return null;
         }
 
-        request.Catalog = _config.Current;
-        var passThrough = adapter.PassesThrough(WireFormat.OpenAIChat);
-        var call = new UpstreamRequest(request, deployment, passThrough);
+        request.Catalog = chat.Catalog;
+        request.Route = _embeddingRoutes.GetValue(chat.Route!, route => EmbeddingRoute(route, deployment));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(EmbedTimeout);
+        timeout.CancelAfter(EmbedTimeout < request.Route.Resilience.TotalTimeout ? EmbedTimeout : request.Route.Resilience.TotalTimeout);
         try
         {
-            await using var response = await adapter.SendAsync(call, timeout.Token).ConfigureAwait(false);
-            if (response.Failure != TransportFailure.None || response.Refusal is not null || response.StatusCode is < 200 or > 299)
+            request.Decision = _router.Decide(request, request.Route);
+            if (request.Decision.Ranked.Length == 0)
             {
-                LogEmbedFailed(_logger, deployment.Name, response.FailureDetail ?? "status " + response.StatusCode.ToString(CultureInfo.InvariantCulture), null);
+                LogEmbedFailed(_logger, deployment.Name, "the embeddings deployment is out of rotation (" + request.Decision.Blocking + ")", null);
+                request.StatusCode = StatusCodes.Status503ServiceUnavailable;
                 return null;
             }
 
-            using var buffer = new MemoryStream();
-            await (await response.GetBodyAsync(timeout.Token).ConfigureAwait(false)).CopyToAsync(buffer, timeout.Token).ConfigureAwait(false);
-            var vector = passThrough ? ReadOpenAIVector(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)) : adapter.ParseEmbeddings(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), call, out var error) is { Vectors.Count: > 0 } parsed && error is null ? parsed.Vectors[0] : null;
-            return vector is null ? null : Normalized(vector);
+            var outcome = await _executor.ExecuteAsync(request, timeout.Token).ConfigureAwait(false);
+            await using (outcome.ConfigureAwait(false))
+            {
+                if (!outcome.IsSuccess || outcome.Deployment is not { } served)
+                {
+                    request.StatusCode = outcome.Error?.Status ?? StatusCodes.Status502BadGateway;
+                    request.ErrorCode = outcome.Error?.Code;
+                    LogEmbedFailed(_logger, deployment.Name, outcome.Error?.Message ?? "no answer", null);
+                    return null;
+                }
+
+                request.ServedBy = served;
+                float[]? vector;
+                TokenUsage usage;
+                if (outcome.Embeddings is { } embeddings)
+                {
+                    vector = embeddings.Vectors.Count > 0 ? embeddings.Vectors[0] : null;
+                    usage = embeddings.Usage;
+                }
+                else
+                {
+                    vector = ReadOpenAIVector(outcome.Body.Span);
+                    usage = outcome.Facts.HasUsage ? outcome.Facts.Usage : default;
+                }
+
+                if (!usage.Reported)
+                {
+                    // A provider that reports no usage for embeddings is billed on the gateway's estimate of the input.
+                    usage = new TokenUsage { Input = (Encoding.UTF8.GetByteCount(text) + 3) / 4 };
+                }
+
+                request.Usage = usage;
+                request.Cost = served.Pricing.IsHourly ? 0 : served.Pricing.Cost(usage);
+                request.StatusCode = StatusCodes.Status200OK;
+                request.StreamCompleted = vector is not null;
+                return vector is null ? null : Normalized(vector);
+            }
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException or JsonException or InvalidDataException or UpstreamErrorException
+        catch (Exception ex) when (ex is IOException or HttpRequestException or JsonException or InvalidDataException or UpstreamErrorException or InvalidOperationException
                                        or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
+            request.StatusCode = ex is OperationCanceledException ? StatusCodes.Status504GatewayTimeout : StatusCodes.Status502BadGateway;
             LogEmbedFailed(_logger, deployment.Name, ex.Message, ex);
             return null;
         }
+        finally
+        {
+            await SettleAsync(request).ConfigureAwait(false);
+        }
+    }
+
+    // The embeddings call is the caller's: its tokens go to the deployment's window and its usage and cost to the key's report.
+    private async ValueTask SettleAsync(GatewayRequest request)
+    {
+        try
+        {
+            if (request.ServedBy is { } served)
+            {
+                await _limiter.SettleDeploymentAsync(served, request.DeploymentAdmission, request.Usage.Input + request.Usage.Output).ConfigureAwait(false);
+            }
+
+            if (request.StatusCode != 0)
+            {
+                await _usage.RecordAsync(request, _timeProvider.GetElapsedTime(request.StartTimestamp)).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogEmbedFailed(_logger, request.Route?.Name ?? string.Empty, "its usage could not be recorded: " + ex.Message, ex);
+        }
+    }
+
+    // The route an embeddings call of a semantic lookup takes: the embeddings deployment alone, named after it
+    // (so usage reports it as that deployment's embeddings), with the chat route's resilience.
+    private ModelRoute EmbeddingRoute(ModelRoute chat, Deployment deployment)
+    {
+        var route = new ModelRoute
+        {
+            Name = deployment.Name,
+            Description = "semantic cache embeddings for " + chat.Name,
+            Strategy = RoutingStrategyKind.Priority,
+            StrategyName = "priority",
+            Targets = [deployment],
+            Weights = [1],
+            Slo = null,
+            CostWeight = 0,
+            LatencyWeight = 0,
+            Exploration = 0,
+            ExpectedOutputTokens = 0,
+            AllowedTiers = null,
+            AllowedRegions = null,
+            RequiredTags = null,
+            Resilience = chat.Resilience,
+            IsAuto = false,
+            Capabilities = Capabilities.Embeddings,
+        };
+        route.Pipeline = _executor.BuildPipeline(route);
+        return route;
     }
 
     private static float[]? ReadOpenAIVector(ReadOnlySpan<byte> body)

@@ -179,7 +179,10 @@ internal sealed partial class CompletionHandler(
         var context = request.HttpContext;
         var route = request.Route!;
         using var deadline = new CancellationTokenSource(route.Resilience.TotalTimeout, timeProvider);
-        await using var aborted = context.RequestAborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline).ConfigureAwait(false);
+        // A request identical ones follow live keeps its upstream call going for them when its own client leaves.
+        await using var aborted = (request.CachePlan?.Leading is { } flight
+            ? context.RequestAborted.UnsafeRegister(static state => ((Caching.Flight)state!).LeaderGone(), flight.Lead(deadline))
+            : context.RequestAborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline)).ConfigureAwait(false);
         await using var graceOver = drain.GraceOver.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline).ConfigureAwait(false);
         var cancellationToken = deadline.Token;
 

@@ -118,8 +118,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
             while (true)
             {
                 // Each attempt has its own idle clock: the silence that ended one must not end its continuation too.
-                using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
-                await using var link = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle).ConfigureAwait(false);
+                await using var idle = new IdleWatchdog(timeProvider, cancellationToken);
                 var idleTimeout = outcome.Deployment!.IdleTimeout ?? route.Resilience.IdleTimeout;
 
                 ApiError? failure;
@@ -232,7 +231,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     // Relays events until the stream ends well (null) or breaks (the error to report). The outcome's reader starts on its first event.
     private async ValueTask<ApiError?> PumpAsync(
         PipeWriter writer, AttemptOutcome outcome, StreamProgress stream, RawTextCollector? text,
-        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+        IdleWatchdog idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var events = outcome.Events!;
         var request = stream.Request;
@@ -289,7 +288,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                     }
 
                     // After every choice finished, only the usage chunk is missing: wait briefly, not a full idle timeout.
-                    idle.CancelAfter(stream.Finished >= expectedChoices ? options.FinishGrace : idleTimeout);
+                    idle.Restart(stream.Finished >= expectedChoices ? options.FinishGrace : idleTimeout);
                     if (!await events.FillAsync(idle.Token).ConfigureAwait(false))
                     {
                         return stream.Finished >= expectedChoices
@@ -320,7 +319,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     // (null) or a break (the error to report). The outcome's reader starts on its first event.
     private async ValueTask<ApiError?> PumpNamedAsync(
         PipeWriter writer, AttemptOutcome outcome, NamedEventInspector inspector, StreamProgress stream, IPassThroughObserver? observer, RawTextCollector? text,
-        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+        IdleWatchdog idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var events = outcome.Events!;
         try
@@ -362,7 +361,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                         throw new OperationCanceledException(cancellationToken);
                     }
 
-                    idle.CancelAfter(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
+                    idle.Restart(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
                     if (!await events.FillAsync(idle.Token).ConfigureAwait(false))
                     {
                         return stream.Finished >= 1
@@ -409,7 +408,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
     // stream ends well (null) or breaks (the error to report).
     private async ValueTask<ApiError?> PumpDecodedAsync(
         PipeWriter writer, AttemptOutcome outcome, IStreamEncoder encoder, StreamProgress stream, RawTextCollector? text,
-        CancellationTokenSource idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
+        IdleWatchdog idle, TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var decoder = outcome.Decoder!;
         try
@@ -447,7 +446,7 @@ internal sealed partial class ResponseRelay(FailoverExecutor executor, TokenEsti
                 }
 
                 // After the finish, only the usage is missing: wait briefly, not a full idle timeout.
-                idle.CancelAfter(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
+                idle.Restart(stream.Finished >= 1 ? options.FinishGrace : idleTimeout);
                 if (!await decoder.FillAsync(idle.Token).ConfigureAwait(false))
                 {
                     return stream.Finished >= 1

@@ -114,7 +114,10 @@ internal sealed class LatencyTracker
             _ewmaDuration = Average(_ewmaDuration, duration.TotalMilliseconds, ++_durationSamples);
             Volatile.Write(ref _lastSampleAt, now);
 
-            var few = _ttftSamples < MedianBelow || _durationSamples < MedianBelow;
+            // A deployment serving only non-streamed answers never gets TTFT samples: counting their absence as
+            // "few" recomputed (sorted) the whole window on every request, the biggest CPU cost of a plain request.
+            var fewTtft = ttft is not null && _ttftSamples < MedianBelow;
+            var few = fewTtft || _durationSamples < MedianBelow;
             if (++_sinceRecompute >= RecomputeEverySamples || few || _count <= MinimumSamples * 4 || _timeProvider.GetElapsedTime(_lastRecompute, now) >= RecomputeEvery)
             {
                 Recompute(now);
@@ -124,7 +127,7 @@ internal sealed class LatencyTracker
             {
                 // The median of few samples shrugs off the one cold or stuck request that a mean would follow.
                 var snapshot = _snapshot;
-                if (ttft is not null && _ttftSamples < MedianBelow && !double.IsNaN(snapshot.TtftP50))
+                if (fewTtft && !double.IsNaN(snapshot.TtftP50))
                 {
                     _ewmaTtft = snapshot.TtftP50;
                 }
