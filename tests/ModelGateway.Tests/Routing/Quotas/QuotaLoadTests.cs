@@ -14,6 +14,7 @@ namespace ModelGateway.Tests.Routing.Quotas;
 /// repeats the third with quota learning off (<c>quotas: { learn: false }</c>) as the baseline. The four runs go
 /// at once, each with its own upstream and Redis, so the test takes about as long as one.
 /// </summary>
+[Collection(FleetLoadCollection.Name)]
 public sealed class QuotaLoadTests(ITestOutputHelper output)
 {
     private const int Replicas = 3;

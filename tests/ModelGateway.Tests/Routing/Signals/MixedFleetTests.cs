@@ -16,6 +16,7 @@ namespace ModelGateway.Tests.Routing.Signals;
 /// objective (99% of first tokens within 800 ms, cheapest first); nothing else is tuned. Open-loop streamed
 /// load at 25 requests/s for 60 s, spread over the replicas.
 /// </summary>
+[Collection(FleetLoadCollection.Name)]
 public sealed class MixedFleetTests(ITestOutputHelper output)
 {
     private const int Replicas = 3;
