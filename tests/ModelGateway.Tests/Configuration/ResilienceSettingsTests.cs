@@ -39,7 +39,7 @@ public sealed class ResilienceSettingsTests : IDisposable
         """;
 
     [Fact]
-    public void The_shipped_defaults_retry_nothing_break_for_5s_up_to_a_minute_and_probe_every_5s()
+    public void The_shipped_defaults_retry_nothing_break_for_5s_up_to_a_minute_and_probe_every_second()
     {
         var (catalog, errors) = Compile(File());
 
@@ -52,7 +52,7 @@ public sealed class ResilienceSettingsTests : IDisposable
         Assert.Equal(5, a.CircuitBreaker.ConsecutiveFailures);
         Assert.Equal(TimeSpan.FromSeconds(5), a.CircuitBreaker.BreakDuration);
         Assert.Equal(TimeSpan.FromSeconds(60), a.CircuitBreaker.MaxBreakDuration);
-        Assert.Equal(new ProbeSettings(true, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10)), a.Provider.Probe);
+        Assert.Equal(new ProbeSettings(true, TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(10)), a.Provider.Probe);
         Assert.False(a.IsReasoningModel);
         Assert.True(catalog.Deployments["b"].IsReasoningModel);
     }
