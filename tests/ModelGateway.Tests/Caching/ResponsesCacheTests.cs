@@ -35,7 +35,7 @@ public sealed class ResponsesCacheTests : IAsyncLifetime
               - { name: compat, kind: openai-compatible, baseUrl: "{{_upstream.OpenAIBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
               - { name: openai, kind: openai, baseUrl: "{{_upstream.OpenAIBaseUrl}}", apiKey: "{{TestConfigs.ProviderKey}}" }
             deployments:
-              - { name: local, provider: compat, model: qwen3, pricing: { input: 2.5, output: 10 } }
+              - { name: local, provider: compat, model: qwen3, pricing: { input: 2.5, output: 10 }, capabilities: [chat, tools] }
               - { name: gpt, provider: openai, model: gpt-4.1 }
             routes:
               - { name: cached, targets: [local], cache: { ttl: 10m, scope: global } }
@@ -214,6 +214,60 @@ public sealed class ResponsesCacheTests : IAsyncLifetime
         Assert.Equal(Answer, streamed);
         Assert.Equal(Answer, again.GetOutputText());
         Assert.Equal(upstreamCalls, _upstream.RequestCount);
+    }
+
+    [Theory]
+    [InlineData("cached")]
+    [InlineData("cached-oai")]
+    public async Task Function_calls_streamed_through_responses_are_stored_and_replayed_as_chat_completions_tool_calls(string route)
+    {
+        var prompt = Prompt();
+        _upstream.DefaultBehavior = new UpstreamBehavior
+        {
+            // The fake's chat-completions wire makes one call (to the first tool); its Responses wire makes both.
+            RespondWithToolCall = true,
+            ToolCalls = [new("get_weather", """{"location":"Paris","unit":"celsius"}"""), new("get_time", """{"timezone":"Europe/Paris"}""")],
+        };
+        const string Tools = """[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"location":{"type":"string"},"unit":{"type":"string"}}}},{"type":"function","name":"get_time","parameters":{"type":"object","properties":{"timezone":{"type":"string"}}}}]""";
+        const string ChatTools = """[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"location":{"type":"string"},"unit":{"type":"string"}}}}},{"type":"function","function":{"name":"get_time","parameters":{"type":"object","properties":{"timezone":{"type":"string"}}}}}]""";
+        var responsesBody = $$"""{"model":"{{route}}","input":{{JsonSerializer.Serialize(prompt)}},"max_output_tokens":300,"stream":true,"tools":{{Tools}}}""";
+        var chatBody = $$"""{"model":"{{route}}","messages":[{"role":"user","content":{{JsonSerializer.Serialize(prompt)}}}],"max_tokens":300,"tools":{{ChatTools}}}""";
+
+        var (filled, stream) = await CacheTestRequests.CompletedAsync(_gateway, () => RawResponsesAsync(responsesBody));
+        Assert.Equal(HttpStatusCode.OK, filled.StatusCode);
+        Assert.Contains("response.function_call_arguments.delta", stream, StringComparison.Ordinal);
+        var upstreamCalls = _upstream.RequestCount;
+
+        using var hit = await _gateway.PostAsync("v1/chat/completions", chatBody);
+        var choice = JsonDocument.Parse(await hit.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0];
+
+        Assert.Equal("hit", CacheHeader(hit));
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var calls = choice.GetProperty("message").GetProperty("tool_calls");
+        Assert.Equal(route == "cached-oai" ? 2 : 1, calls.GetArrayLength());
+        Assert.Equal("get_weather", calls[0].GetProperty("function").GetProperty("name").GetString());
+        Assert.Equal("Paris", JsonDocument.Parse(calls[0].GetProperty("function").GetProperty("arguments").GetString()!).RootElement.GetProperty("location").GetString());
+        if (route == "cached-oai")
+        {
+            Assert.Equal("get_time", calls[1].GetProperty("function").GetProperty("name").GetString());
+            Assert.Equal("Europe/Paris", JsonDocument.Parse(calls[1].GetProperty("function").GetProperty("arguments").GetString()!).RootElement.GetProperty("timezone").GetString());
+        }
+        Assert.Equal(upstreamCalls, _upstream.RequestCount);
+    }
+
+    [Fact]
+    public async Task A_hit_for_a_store_false_responses_request_is_not_kept_for_follow_ups()
+    {
+        var prompt = Prompt();
+        await CacheTestRequests.CompletedAsync(_gateway, async () => await _gateway.OpenAI().GetChatClient("cached").CompleteChatAsync([new UserChatMessage(prompt)], ChatOptions()));
+        var (hit, body) = await RawResponsesAsync(JsonSerializer.Serialize(new { model = "cached", input = prompt, max_output_tokens = 300, store = false }));
+        var id = JsonDocument.Parse(body).RootElement.GetProperty("id").GetString();
+
+        var (followUp, error) = await RawResponsesAsync(JsonSerializer.Serialize(new { model = "cached", input = "And then?", previous_response_id = id }));
+
+        Assert.Equal("hit", CacheHeader(hit));
+        Assert.Equal(HttpStatusCode.BadRequest, followUp.StatusCode);
+        Assert.Contains("previous_response_not_found", error, StringComparison.Ordinal);
     }
 
     [Theory]
