@@ -125,7 +125,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         var cacheable = request.Operation == Operation.ChatCompletions
             && request.Protocol.Wire is WireFormat.OpenAIChat or WireFormat.AnthropicMessages or WireFormat.OpenAIResponses
             && request.Info.N <= 1;
-        if (!cacheable || (!lookup && !store) || !TryKey(request, settings, out var key, out var owner) || !Stateless(request))
+        if (!cacheable || (!lookup && !store) || Continues(request) || !TryKey(request, settings, out var key, out var owner) || !Stateless(request))
         {
             var bypass = new CachePlan(settings, string.Empty, string.Empty, false, false, ttl) { Status = "bypass" };
             request.HttpContext.Response.Headers[StatusHeader] = bypass.Status;
@@ -137,19 +137,19 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         return plan;
     }
 
-    // A Responses request whose answer depends on state kept upstream (previous_response_id, an item_reference,
-    // a provider-run tool such as web_search or file_search) is never cached: the key cannot see that state.
-    // conversation, prompt and background fail TryKey already (the canonical request cannot carry them).
+    // A Responses follow-up (previous_response_id) continues a conversation kept in a response store: never cached,
+    // and known before the canonical request is read.
+    private static bool Continues(GatewayRequest request)
+        => request.Protocol.Wire == WireFormat.OpenAIResponses && Protocols.Responses.ResponsesProtocol.Exchange(request).PreviousResponseId is not null;
+
+    // A Responses request whose answer depends on state kept upstream (an item_reference, a provider-run tool such
+    // as web_search or file_search) is never cached: the key cannot see that state. conversation, prompt and
+    // background fail TryKey already (the canonical request cannot carry them).
     private static bool Stateless(GatewayRequest request)
     {
         if (request.Protocol.Wire != WireFormat.OpenAIResponses)
         {
             return true;
-        }
-
-        if (Protocols.Responses.ResponsesProtocol.Exchange(request).PreviousResponseId is not null)
-        {
-            return false;
         }
 
         foreach (var dropped in request.Canonical.Dropped)

@@ -154,7 +154,11 @@ public sealed class ResponsesCacheTests : IAsyncLifetime
         ResponseResult hit = await Responses().CreateResponseAsync(Ask("cached", prompt));
         var upstreamCalls = _upstream.RequestCount;
 
+        using var stored = await _gateway.Http.GetAsync($"v1/responses/{hit.Id}");
         var (followUp, body) = await RawResponsesAsync(JsonSerializer.Serialize(new { model = "cached", input = "And then?", previous_response_id = hit.Id }));
+
+        Assert.Equal(HttpStatusCode.OK, stored.StatusCode);
+        Assert.Contains(Answer, await stored.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         Assert.Equal(HttpStatusCode.OK, followUp.StatusCode);
         Assert.Equal("bypass", CacheHeader(followUp));
