@@ -7,6 +7,7 @@
 #   bench/profile.sh                      # streamed, OpenAI client -> OpenAI-wire upstream (pass-through)
 #   PROFILE_MODE=plain bench/profile.sh   # non-streamed
 #   PROFILE_ROUTE=anthropic bench/profile.sh  # OpenAI client -> Anthropic-wire upstream (translated)
+#   PROFILE_STATE=redis bench/profile.sh  # every request keyed against a local redis-server (admission in Redis)
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
@@ -41,13 +42,26 @@ routes:
   - { name: gpt-4o-mini, targets: [bench@fake] }
   - { name: anthropic, targets: [bench@anthropic] }
 YAML
+STATE_ARGS=()
+if [[ ${PROFILE_STATE:-memory} == redis ]]; then
+  REDIS_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$TMP/redis.log" 2>&1 &
+  PIDS+=($!)
+  STATE_ARGS=(--State:Redis=127.0.0.1:$REDIS_PORT --Auth:Mode=keys --Admin:MasterKey=sk-profile-master)
+fi
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet "$REPO_DIR/src/ModelGateway/bin/Release/net10.0/ModelGateway.dll" --config "$TMP/routing.yaml" \
   --contentRoot "$REPO_DIR/src/ModelGateway/bin/Release/net10.0" --urls "http://127.0.0.1:$PORT" \
-  --Observability:ConsoleLog=false --Observability:AccessLog=false --Serilog:MinimumLevel:Default=Warning >"$TMP/gateway.log" 2>&1 &
+  --Observability:ConsoleLog=false --Observability:AccessLog=false --Serilog:MinimumLevel:Default=Warning "${STATE_ARGS[@]}" >"$TMP/gateway.log" 2>&1 &
 GATEWAY=$!
 PIDS+=($GATEWAY)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz/ready" >/dev/null && break; sleep 0.1; done
+export WRK_KEY=""
+if [[ ${PROFILE_STATE:-memory} == redis ]]; then
+  # A key whose limits the load never reaches: every request is admitted by one Lua call and settled.
+  WRK_KEY=$(curl -fsS -X POST "http://127.0.0.1:$PORT/admin/keys" -H "Authorization: Bearer sk-profile-master" -H 'Content-Type: application/json' \
+    -d '{"name":"profile","rpm":100000000,"tpm":100000000000,"max_parallel_requests":100000,"budget_daily_usd":1000000000,"budget_monthly_usd":1000000000}' | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+fi
 stream=0; [[ $MODE == stream ]] && stream=1
 # Warm-up, so the JIT has tiered up before sampling.
 WRK_STREAM=$stream WRK_MODEL=$ROUTE wrk -t2 -c"$CONNECTIONS" -d"${PROFILE_WARMUP:-5}s" -s "$BENCH_DIR/wrk/chat.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null

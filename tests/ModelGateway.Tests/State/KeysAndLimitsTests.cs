@@ -277,6 +277,31 @@ public sealed class InMemoryKeysAndLimitsTests : KeysAndLimitsTests
 public sealed class RedisKeysAndLimitsTests(RedisFixture redis) : KeysAndLimitsTests, IClassFixture<RedisFixture>
 {
     protected override IDictionary<string, string?> StateSettings { get; } = new Dictionary<string, string?> { ["State:Redis"] = redis.Server.ConnectionString };
+
+    [Fact]
+    public async Task Limits_keep_counting_after_redis_forgets_its_scripts()
+    {
+        // The gateway calls its Lua scripts by hash; a restarted or flushed Redis no longer knows them.
+        var secret = (await CreateKeyAsync("""{"name":"flushed","rpm":3,"tpm":100000}""")).GetProperty("key").GetString()!;
+        using (var first = await ChatAsync(Gateway, secret))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        }
+
+        await using (var admin = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync($"{redis.Server.ConnectionString},allowAdmin=true"))
+        {
+            await admin.GetServer(redis.Server.ConnectionString).ScriptFlushAsync();
+        }
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await ChatAsync(Gateway, secret);
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+    }
 }
 
 [Collection(RedisClusterCollection.Name)]

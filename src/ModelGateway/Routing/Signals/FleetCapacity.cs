@@ -17,6 +17,8 @@ namespace ModelGateway.Routing.Signals;
 internal sealed partial class FleetCapacity(IServiceProvider services, ILogger<FleetCapacity> logger)
 {
     // ZREMRANGEBYSCORE the expired, then ZADD only below capacity; the key lives as long as its newest lease.
+    private static readonly State.Redis.RedisScript Lease = new(LeaseScript);
+
     private const string LeaseScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,7 +54,7 @@ internal sealed partial class FleetCapacity(IServiceProvider services, ILogger<F
         try
         {
             var db = redis.Database;
-            var result = await redis.WaitAsync(db.ScriptEvaluateAsync(LeaseScript, [key], [capacity, (long)Math.Max(1000, lease.TotalMilliseconds), member]), "capacity lease").ConfigureAwait(false);
+            var result = await redis.WaitAsync(Lease.EvaluateAsync(db, [key], [capacity, (long)Math.Max(1000, lease.TotalMilliseconds), member]), "capacity lease").ConfigureAwait(false);
             if ((long)result != 1)
             {
                 return false;

@@ -119,7 +119,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
             args[8] = _leaseMilliseconds;
             args[9] = _retentionMilliseconds;
             PendingWrites.Write(carried, args, 10);
-            var result = (RedisResult[])(await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(RedisScripts.AdmitKey, [KeyPrefix(keyId)], args), "admit", budget).ConfigureAwait(false))!;
+            var result = (RedisResult[])(await _redis.WaitAsync(RedisScripts.AdmitKeyScript.EvaluateAsync(_redis.Database, [KeyPrefix(keyId)], args), "admit", budget).ConfigureAwait(false))!;
             _redis.Metrics.Waited("admit", caller.StoreWait + _timeProvider.GetElapsedTime(started));
             Acknowledge(keyId, caller, carried, result, 7);
             var reason = (string)result[0]!;
@@ -455,7 +455,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
         PendingWrites.Write(taken, args, 0);
         try
         {
-            var result = (RedisResult[])(await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(RedisScripts.SettleKey, [KeyPrefix(keyId)], args), "settle").ConfigureAwait(false))!;
+            var result = (RedisResult[])(await _redis.WaitAsync(RedisScripts.SettleKeyScript.EvaluateAsync(_redis.Database, [KeyPrefix(keyId)], args), "settle").ConfigureAwait(false))!;
             Acknowledge(keyId, CallerIdentity.Anonymous, taken, result, 0);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
@@ -524,7 +524,7 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
                         args[2 + i] = ids[start + i];
                     }
 
-                    calls.Add(_redis.Database.ScriptEvaluateAsync(RedisScripts.RenewLeases, [KeyPrefix(keyId)], args));
+                    calls.Add(RedisScripts.RenewLeasesScript.EvaluateAsync(_redis.Database, [KeyPrefix(keyId)], args));
                 }
             }
 
@@ -556,8 +556,8 @@ internal sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable
         {
             try
             {
-                var result = (RedisResult[])(await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(
-                    RedisScripts.AcquireDeployment,
+                var result = (RedisResult[])(await _redis.WaitAsync(RedisScripts.AcquireDeploymentScript.EvaluateAsync(
+                    _redis.Database,
                     [DeploymentPrefix(deployment.Name)],
                     [Limit(deployment.RequestLimit?.Count), Limit(deployment.TokenLimit?.Count), estimatedTokens, Window(deployment.RequestLimit), Window(deployment.TokenLimit)]), "deployment").ConfigureAwait(false))!;
                 var allowed = (long)result[0] == 1;

@@ -3,10 +3,18 @@ namespace ModelGateway.State.Redis;
 /// <summary>
 /// The Lua scripts behind shared limits. Each runs atomically in one round trip, takes its time from
 /// Redis (<c>TIME</c>), and touches only keys that share one hash tag, so Redis Cluster runs it on
-/// one node. StackExchange.Redis sends them by SHA after the first call.
+/// one node. The ones on the request path go by SHA-1 (<see cref="RedisScript"/>).
 /// </summary>
 internal static class RedisScripts
 {
+    // The scripts on the request path, sent by hash (see RedisScript). Fire-and-forget calls keep the text:
+    // a NOSCRIPT answer to one would be lost with nobody to resend it.
+    public static readonly RedisScript AdmitKeyScript = new(AdmitKey);
+    public static readonly RedisScript SettleKeyScript = new(SettleKey);
+    public static readonly RedisScript RenewLeasesScript = new(RenewLeases);
+    public static readonly RedisScript AcquireDeploymentScript = new(AcquireDeployment);
+    public static readonly RedisScript RecordUsageScript = new(RecordUsage);
+
     // Days since 1970-01-01 to a civil date (proleptic Gregorian), for budget periods and usage days.
     private const string Civil = """
         local function civil(days)

@@ -168,7 +168,7 @@ internal sealed partial class RedisUsageStore : IUsageRecorder, IUsageQuery, IAs
             {
                 try
                 {
-                    await _redis.WaitAsync(_redis.Database.ScriptEvaluateAsync(RedisScripts.RecordUsage, [Prefix], batch.Arguments), "usage").ConfigureAwait(false);
+                    await _redis.WaitAsync(RedisScripts.RecordUsageScript.EvaluateAsync(_redis.Database, [Prefix], batch.Arguments), "usage").ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is RedisException or TimeoutException)
                 {
