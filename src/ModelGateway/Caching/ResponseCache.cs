@@ -123,9 +123,9 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         }
 
         var cacheable = request.Operation == Operation.ChatCompletions
-            && request.Protocol.Wire is WireFormat.OpenAIChat or WireFormat.AnthropicMessages
+            && request.Protocol.Wire is WireFormat.OpenAIChat or WireFormat.AnthropicMessages or WireFormat.OpenAIResponses
             && request.Info.N <= 1;
-        if (!cacheable || (!lookup && !store) || !TryKey(request, settings, out var key, out var owner))
+        if (!cacheable || (!lookup && !store) || Continues(request) || !TryKey(request, settings, out var key, out var owner) || !Stateless(request))
         {
             var bypass = new CachePlan(settings, string.Empty, string.Empty, false, false, ttl) { Status = "bypass" };
             request.HttpContext.Response.Headers[StatusHeader] = bypass.Status;
@@ -135,6 +135,32 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         var plan = new CachePlan(settings, key, owner, lookup, store, ttl) { Status = lookup ? "miss" : "bypass" };
         request.HttpContext.Response.Headers[StatusHeader] = plan.Status;
         return plan;
+    }
+
+    // A Responses follow-up (previous_response_id) continues a conversation kept in a response store: never cached,
+    // and known before the canonical request is read.
+    private static bool Continues(GatewayRequest request)
+        => request.Protocol.Wire == WireFormat.OpenAIResponses && Protocols.Responses.ResponsesProtocol.Exchange(request).PreviousResponseId is not null;
+
+    // A Responses request whose answer depends on state kept upstream (an item_reference, a provider-run tool such
+    // as web_search or file_search) is never cached: the key cannot see that state. conversation, prompt and
+    // background fail TryKey already (the canonical request cannot carry them).
+    private static bool Stateless(GatewayRequest request)
+    {
+        if (request.Protocol.Wire != WireFormat.OpenAIResponses)
+        {
+            return true;
+        }
+
+        foreach (var dropped in request.Canonical.Dropped)
+        {
+            if (dropped.StartsWith("tools.", StringComparison.Ordinal) || dropped.StartsWith("input.", StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static bool TryKey(GatewayRequest request, CacheSettings settings, out string key, out string owner)
@@ -405,6 +431,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         if (failure is null && flight.End == 1 && builder.Finished && encoder is not null)
         {
             encoder.Complete(writer);
+            await request.Protocol.AnswerReplayedAsync(request, flight.Deployment!.Name, cancellationToken).ConfigureAwait(false);
             await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
             request.StatusCode = StatusCodes.Status200OK;
             request.FinishReason = builder.Build().Finish;
@@ -434,9 +461,11 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
 
     private static readonly ApiError Broken = new(502, "The answer this request was following broke off before it was complete.", "server_error", "stream_interrupted");
 
+    // A captured answer is in its client's wire: read it back with that wire's decoder.
     private IStreamDecoder Decoder(WireFormat wire, Stream body, Deployment deployment) => wire switch
     {
         WireFormat.AnthropicMessages => new AnthropicStreamDecoder(body, deployment, jsonTool: false, options.MaxUpstreamEventBytes),
+        WireFormat.OpenAIResponses => new Protocols.Responses.ResponsesStreamDecoder(body, options.MaxUpstreamEventBytes),
         _ => new OpenAIChunkDecoder(body, deployment, options.MaxUpstreamEventBytes),
     };
 
@@ -495,6 +524,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         {
             var body = new ArrayBufferWriter<byte>(1024);
             request.Protocol.WriteResponse(request, canonical, model, created, body);
+            await request.Protocol.AnswerReplayedAsync(request, answer.Deployment ?? model, cancellationToken).ConfigureAwait(false);
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = "application/json";
             response.ContentLength = body.WrittenCount;
@@ -523,6 +553,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         }
 
         encoder.Complete(writer);
+        await request.Protocol.AnswerReplayedAsync(request, answer.Deployment ?? model, cancellationToken).ConfigureAwait(false);
         await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
         request.StreamCompleted = true;
     }
@@ -580,10 +611,22 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
         {
             try
             {
-                answer = deployment.Provider.Adapter.ParseResponse(outcome.Body.Span, new UpstreamRequest(request, deployment, passThrough: true), out var error);
-                if (error is not null)
+                if (request.Protocol.Wire == WireFormat.OpenAIResponses)
                 {
-                    return null;
+                    // A Responses body passed through from an OpenAI deployment: the adapter reads chat completions only.
+                    answer = Protocols.Responses.ResponsesAnswerReader.Read(outcome.Body.Span);
+                    if (answer is null)
+                    {
+                        return null;
+                    }
+                }
+                else
+                {
+                    answer = deployment.Provider.Adapter.ParseResponse(outcome.Body.Span, new UpstreamRequest(request, deployment, passThrough: true), out var error);
+                    if (error is not null)
+                    {
+                        return null;
+                    }
                 }
             }
             catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidDataException or InvalidOperationException or FormatException)
@@ -672,13 +715,7 @@ internal sealed partial class ResponseCache(HybridCache cache, CachePurgeChannel
     private async Task<ChatResponse?> DecodeAsync(GatewayRequest request, Deployment deployment, ReadOnlyMemory<byte> captured)
     {
         using var body = new MemoryStream(captured.ToArray(), writable: false);
-        IStreamDecoder decoder = request.Protocol.Wire switch
-        {
-            WireFormat.AnthropicMessages => new AnthropicStreamDecoder(body, deployment, jsonTool: false, options.MaxUpstreamEventBytes),
-            _ => new OpenAIChunkDecoder(body, deployment, options.MaxUpstreamEventBytes),
-        };
-
-        using (decoder)
+        using (var decoder = Decoder(request.Protocol.Wire, body, deployment))
         {
             var builder = new ChatResponseBuilder();
             try

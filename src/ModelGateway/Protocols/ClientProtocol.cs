@@ -75,6 +75,13 @@ internal abstract class ClientProtocol
     /// </summary>
     public virtual ValueTask AnswerCompletingAsync(GatewayRequest request, AttemptOutcome outcome, CancellationToken cancellationToken) => default;
 
+    /// <summary>
+    /// Runs when an answer from the response cache (an entry, or a stream it followed) has been written in this
+    /// API but before its last bytes are flushed, as <see cref="AnswerCompletingAsync"/> does for a fetched one:
+    /// state a follow-up needs exists for the fresh answer too. <paramref name="deployment"/> made the answer.
+    /// </summary>
+    public virtual ValueTask AnswerReplayedAsync(GatewayRequest request, string deployment, CancellationToken cancellationToken) => default;
+
     /// <summary>The body a pass-through attempt sends to a deployment that speaks this protocol's OpenAI wire.</summary>
     public virtual SplicedBody PassThroughBody(UpstreamRequest call) => UpstreamBody.ForOpenAI(call);
 

@@ -150,16 +150,9 @@ internal sealed partial class ResponsesProtocol(IResponseStore store, ILogger<Re
         }
 
         StoredResponse? stored;
-        if (exchange.Encoder is { FinalResponse: { } response } encoder && outcome.IsTranslated)
+        if (outcome.IsTranslated && Translated(request, exchange, deployment.Name) is { } translated)
         {
-            stored = new StoredResponse
-            {
-                Id = exchange.ResponseId,
-                Kind = StoredResponseKind.Translated,
-                Deployment = deployment.Name,
-                Context = ResponsesPassThrough.Context(request, exchange, encoder.StoredItems),
-                Response = response,
-            };
+            stored = translated;
         }
         else if (PassThroughId(outcome) is { } upstreamId)
         {
@@ -171,6 +164,38 @@ internal sealed partial class ResponsesProtocol(IResponseStore store, ILogger<Re
             return;
         }
 
+        await SaveAsync(request, stored, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A cache hit was written with this request's own fresh <c>resp_</c> id, which no provider ever saw: the
+    /// gateway stores it as its own (translated) response, so a <c>previous_response_id</c> naming it continues
+    /// from the replayed answer on whichever deployment serves the follow-up.
+    /// </summary>
+    public override async ValueTask AnswerReplayedAsync(GatewayRequest request, string deployment, CancellationToken cancellationToken)
+    {
+        var exchange = Exchange(request);
+        if (exchange.Store && Translated(request, exchange, deployment) is { } stored)
+        {
+            await SaveAsync(request, stored, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // The answer the gateway's encoder wrote, as the store keeps it; null before the encoder finished.
+    private static StoredResponse? Translated(GatewayRequest request, ResponsesExchange exchange, string deployment)
+        => exchange.Encoder is { FinalResponse: { } response } encoder
+            ? new StoredResponse
+            {
+                Id = exchange.ResponseId,
+                Kind = StoredResponseKind.Translated,
+                Deployment = deployment,
+                Context = ResponsesPassThrough.Context(request, exchange, encoder.StoredItems),
+                Response = response,
+            }
+            : null;
+
+    private async ValueTask SaveAsync(GatewayRequest request, StoredResponse stored, CancellationToken cancellationToken)
+    {
         try
         {
             await store.SaveAsync(Scope(request.Caller), stored, cancellationToken).ConfigureAwait(false);
