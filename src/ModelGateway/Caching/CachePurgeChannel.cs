@@ -49,7 +49,7 @@ internal sealed partial class CachePurgeChannel : IHostedService
         _config.Changed += OnCatalogChanged;
         if (_redis is not null)
         {
-            await new CacheChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
+            await new RedisChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
         }
     }
 

@@ -72,7 +72,7 @@ internal sealed partial class SemanticCache : IHostedService
         _config.Changed += LoadRoutes;
         if (_redis is not null)
         {
-            await new CacheChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
+            await new RedisChannelSubscription(_redis, Channel, OnMessage).StartAsync().ConfigureAwait(false);
         }
 
         if (_config.IsLoaded)

@@ -20,17 +20,17 @@ internal sealed partial class RecoverySharing : IHostedService
     private readonly RedisConnection _redis;
     private readonly RoutingConfigManager _config;
     private readonly ILogger<RecoverySharing> _logger;
-    private int _subscribed;
+    private readonly RedisChannelSubscription _subscription;
 
     public RecoverySharing(RedisConnection redis, RoutingConfigManager config, ILogger<RecoverySharing> logger)
     {
         _redis = redis;
         _config = config;
         _logger = logger;
-        redis.Restored += () => _ = SubscribeAsync();
+        _subscription = new RedisChannelSubscription(redis, Topic, Receive);
     }
 
-    public Task StartAsync(CancellationToken cancellationToken) => SubscribeAsync();
+    public Task StartAsync(CancellationToken cancellationToken) => _subscription.StartAsync();
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -52,23 +52,6 @@ internal sealed partial class RecoverySharing : IHostedService
         }
     }
 
-    private async Task SubscribeAsync()
-    {
-        if (Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
-        {
-            return;
-        }
-
-        try
-        {
-            await _redis.Subscriber.SubscribeAsync(Topic, (_, message) => Receive(message)).ConfigureAwait(false);
-            Volatile.Write(ref _subscribed, 1);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            _redis.ReportFailure(ex);
-        }
-    }
 
     // "origin deployment": a deployment name has no spaces (the routing file's name rule).
     private void Receive(RedisValue value)

@@ -30,7 +30,7 @@ internal sealed partial class AffinitySharing : BackgroundService
     private readonly PrefixAffinity _affinity;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<AffinitySharing> _logger;
-    private int _subscribed;
+    private readonly RedisChannelSubscription _subscription;
 
     public AffinitySharing(RedisConnection redis, PrefixAffinity affinity, TimeProvider timeProvider, ILogger<AffinitySharing> logger)
     {
@@ -39,7 +39,7 @@ internal sealed partial class AffinitySharing : BackgroundService
         _timeProvider = timeProvider;
         _logger = logger;
         affinity.Sharing = this;
-        redis.Restored += () => _ = SubscribeAsync();
+        _subscription = new RedisChannelSubscription(redis, Topic, Receive);
     }
 
     /// <summary>Queues what this replica just remembered, for the next batch. Never waits.</summary>
@@ -53,7 +53,7 @@ internal sealed partial class AffinitySharing : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await SubscribeAsync().ConfigureAwait(false);
+        await _subscription.StartAsync().ConfigureAwait(false);
         var batch = new StringBuilder();
         var reader = _outbox.Reader;
         try
@@ -98,23 +98,6 @@ internal sealed partial class AffinitySharing : BackgroundService
         }
     }
 
-    private async Task SubscribeAsync()
-    {
-        if (Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
-        {
-            return;
-        }
-
-        try
-        {
-            await _redis.Subscriber.SubscribeAsync(Topic, (_, message) => Receive(message)).ConfigureAwait(false);
-            Volatile.Write(ref _subscribed, 1);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            _redis.ReportFailure(ex);
-        }
-    }
 
     // "origin\nhash ttlMs deployment\n...": a deployment name has no spaces or newlines (the routing file's name rule).
     private void Receive(RedisValue value)

@@ -12,13 +12,12 @@ internal sealed class RedisKeyStore : IKeyStore
 {
     private static readonly RedisChannel ChangedChannel = RedisChannel.Literal("mg:keys:changed");
     private readonly RedisConnection _redis;
-    private int _subscribed;
 
     public RedisKeyStore(RedisConnection redis)
     {
         _redis = redis;
-        _redis.Restored += () => _ = SubscribeAsync();
-        _ = SubscribeAsync();
+        // Changes made on other replicas; until the subscription gets through, cached keys expire by time.
+        _ = new RedisChannelSubscription(redis, ChangedChannel, hash => Changed?.Invoke(hash!)).StartAsync();
     }
 
     public event Action<string>? Changed;
@@ -84,25 +83,6 @@ internal sealed class RedisKeyStore : IKeyStore
         Changed?.Invoke(hash);
     }
 
-    // Listens for changes made on other replicas. The multiplexer re-subscribes by itself after a reconnect;
-    // a subscription that never got through is retried when Redis comes back. Until then caches expire by time.
-    private async Task SubscribeAsync()
-    {
-        if (Volatile.Read(ref _subscribed) == 1 || !_redis.IsAvailable)
-        {
-            return;
-        }
-
-        try
-        {
-            await _redis.Subscriber.SubscribeAsync(ChangedChannel, (_, hash) => Changed?.Invoke(hash!)).ConfigureAwait(false);
-            Volatile.Write(ref _subscribed, 1);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            _redis.ReportFailure(ex);
-        }
-    }
 
     private async Task<T> RunAsync<T>(Func<IDatabase, Task<T>> command)
     {

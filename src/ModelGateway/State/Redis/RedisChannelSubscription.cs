@@ -1,14 +1,14 @@
-using ModelGateway.State.Redis;
 using StackExchange.Redis;
 
-namespace ModelGateway.Caching;
+namespace ModelGateway.State.Redis;
 
 /// <summary>
-/// A Redis pub/sub subscription the cache keeps for as long as the process runs. The multiplexer
+/// A Redis pub/sub subscription kept for as long as the process runs (key changes, cache purges, affinity,
+/// recoveries). The multiplexer
 /// re-subscribes by itself after a reconnect; a subscription that never got through (Redis down at
 /// start) is retried each time Redis comes back.
 /// </summary>
-internal sealed class CacheChannelSubscription(RedisConnection redis, RedisChannel channel, Action<RedisValue> handler)
+internal sealed class RedisChannelSubscription(RedisConnection redis, RedisChannel channel, Action<RedisValue> handler)
 {
     private int _subscribed;
 
