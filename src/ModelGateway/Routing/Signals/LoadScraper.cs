@@ -210,7 +210,10 @@ internal sealed partial class LoadScraper(
     {
         Interlocked.Increment(ref _scrapes);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(settings.Interval);
+
+        // A slow answer is still worth having while the last reading counts; cutting it at one interval
+        // let a busy box (or a busy gateway) lose every scrape and its queue age out of routing.
+        timeout.CancelAfter(settings.StaleAfter);
         try
         {
             var client = httpClients.CreateClient(ClientName);

@@ -114,6 +114,9 @@ public sealed class LoadSignalsTests : IAsyncLifetime
         var intervals = window.Elapsed.TotalMilliseconds / 200;
         Assert.True(scrapes <= intervals + 2, $"{scrapes} scrapes in {intervals:0.#} intervals: the replicas did not share the lease");
         Assert.True(Scraper(first).Scrapes + Scraper(second).Scrapes > 0);
+
+        // Still queueing on the replica that did not necessarily scrape: the shared reading kept it fresh.
+        await WaitForExplainAsync(second, e => Candidate(e, "box").TryGetProperty("queueing", out _));
         using var served = await second.PostAsync("v1/chat/completions", Chat);
         Assert.Equal("cloud", Assert.Single(served.Headers.GetValues("x-modelgateway-deployment")));
     }
